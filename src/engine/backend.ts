@@ -1,0 +1,129 @@
+import * as tf from '@tensorflow/tfjs';
+import { errors } from '../errors.js';
+import { registerKernels } from './kernels/register.js';
+
+export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
+export type BackendRequest = (typeof BACKENDS)[number];
+
+export interface Engine {
+  /** tfjs backend name now active: 'tensorflow', 'webgpu', 'wasm' or 'cpu'. */
+  backend: string;
+  /** Why this backend: one line, for logs and reports. */
+  reason: string;
+  /** Why each faster backend was passed over (auto only). */
+  passedOver: { backend: string; reason: string }[];
+}
+
+interface Probe {
+  ok: boolean;
+  reason: string;
+}
+
+/**
+ * The native TensorFlow engine. Optional: its install downloads libtensorflow (CUDA 11.2 + cuDNN 8.1
+ * for the GPU build), which fails on machines without that host, so it is loaded only on demand.
+ */
+async function probeTensorflow(): Promise<Probe> {
+  const tried: string[] = [];
+  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      await import(pkg);
+      if (tf.findBackend('tensorflow')) return { ok: true, reason: `${pkg} loaded` };
+      tried.push(`${pkg} loaded but registered no "tensorflow" backend`);
+    } catch (e) {
+      tried.push(`${pkg}: ${firstLine(e)}`);
+    }
+  }
+  return { ok: false, reason: tried.join('; ') };
+}
+
+/** WebGPU through Dawn (npm package `webgpu`); a CPU adapter (lavapipe, SwiftShader) does not count as a GPU. */
+async function probeWebgpu(requireHardware: boolean): Promise<Probe> {
+  let dawn: { create: (flags: string[]) => unknown; globals: object };
+  try {
+    dawn = (await import('webgpu' as string)) as typeof dawn;
+  } catch (e) {
+    return { ok: false, reason: `the Dawn package "webgpu" is not installed (${firstLine(e)})` };
+  }
+  Object.assign(globalThis, dawn.globals);
+  const gpu = dawn.create([]) as { requestAdapter(o: object): Promise<{ info?: { description?: string; device?: string; type?: string } } | null> };
+  Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true });
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) return { ok: false, reason: 'no WebGPU adapter (no Vulkan/Metal/D3D12 driver found)' };
+  const desc = `${adapter.info?.description ?? ''} ${adapter.info?.device ?? ''}`.trim();
+  if (requireHardware && /llvmpipe|lavapipe|swiftshader|cpu/i.test(`${desc} ${adapter.info?.type ?? ''}`)) {
+    return { ok: false, reason: `the only WebGPU adapter runs on the CPU (${desc})` };
+  }
+  await import('@tensorflow/tfjs-backend-webgpu');
+  return { ok: true, reason: `adapter ${desc || 'found'}` };
+}
+
+async function activate(name: string): Promise<void> {
+  const ok = await tf.setBackend(name);
+  if (!ok) throw new Error(`tf.setBackend('${name}') failed`);
+  await tf.ready();
+  registerKernels(name);
+}
+
+const REMEDY: Record<string, string> = {
+  tensorflow:
+    'install @tensorflow/tfjs-node-gpu (CUDA 11.2 + cuDNN 8.1) or @tensorflow/tfjs-node on a machine that can reach its libtensorflow download, or use --backend auto',
+  webgpu: 'install the npm package "webgpu" and a Vulkan/Metal/D3D12 driver, or use --backend auto',
+  wasm: 'use --backend cpu or --backend auto',
+};
+
+/**
+ * Makes a tfjs backend current. `auto` takes the fastest that can train here, in this order:
+ * native TensorFlow, WebGPU on a hardware adapter, then the plain-JS cpu backend. wasm is passed
+ * over for training: tfjs-backend-wasm registers no Conv2DBackpropFilter, so it cannot train a
+ * conv net as shipped; for inference (`purpose: 'infer'`) it is the CPU choice.
+ */
+export async function selectBackend(request: BackendRequest, purpose: 'train' | 'infer' = 'train'): Promise<Engine> {
+  const passedOver: Engine['passedOver'] = [];
+  if (request === 'auto') {
+    const tfProbe = await probeTensorflow();
+    if (tfProbe.ok) {
+      await activate('tensorflow');
+      return { backend: 'tensorflow', reason: `auto: ${tfProbe.reason}`, passedOver };
+    }
+    passedOver.push({ backend: 'tensorflow', reason: tfProbe.reason });
+    const gpuProbe = await probeWebgpu(true);
+    if (gpuProbe.ok) {
+      await activate('webgpu');
+      return { backend: 'webgpu', reason: `auto: ${gpuProbe.reason}`, passedOver };
+    }
+    passedOver.push({ backend: 'webgpu', reason: gpuProbe.reason });
+    if (purpose === 'infer') {
+      await import('@tensorflow/tfjs-backend-wasm');
+      await activate('wasm');
+      return { backend: 'wasm', reason: 'auto: fastest CPU backend for inference (XNNPACK)', passedOver };
+    }
+    passedOver.push({ backend: 'wasm', reason: 'cannot train conv nets: no Conv2DBackpropFilter kernel' });
+    await activate('cpu');
+    return { backend: 'cpu', reason: 'auto: no faster backend can train here', passedOver };
+  }
+  if (request === 'tensorflow') {
+    const p = await probeTensorflow();
+    if (!p.ok) throw errors.engineUnavailable('tensorflow', p.reason, REMEDY.tensorflow);
+    await activate('tensorflow');
+    return { backend: 'tensorflow', reason: `requested; ${p.reason}`, passedOver };
+  }
+  if (request === 'webgpu') {
+    const p = await probeWebgpu(false);
+    if (!p.ok) throw errors.engineUnavailable('webgpu', p.reason, REMEDY.webgpu);
+    await activate('webgpu');
+    return { backend: 'webgpu', reason: `requested; ${p.reason}`, passedOver };
+  }
+  if (request === 'wasm') {
+    await import('@tensorflow/tfjs-backend-wasm');
+    await activate('wasm');
+    return { backend: 'wasm', reason: 'requested', passedOver };
+  }
+  await activate('cpu');
+  return { backend: 'cpu', reason: 'requested', passedOver };
+}
+
+function firstLine(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.split('\n')[0].slice(0, 200);
+}

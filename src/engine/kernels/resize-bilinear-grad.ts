@@ -1,0 +1,81 @@
+import * as tf from '@tensorflow/tfjs';
+import type { KernelConfig, KernelFunc, ResizeBilinearGradAttrs, TensorInfo } from '@tensorflow/tfjs';
+import { outputFloat32, readFloat32 } from './host.js';
+
+/**
+ * Gradient of bilinear resizing: the exact transpose of tfjs's ResizeBilinear forward kernel, same
+ * source-coordinate rule, each output gradient scattered back to the four pixels it was read from.
+ *
+ * The ResizeBilinearGrad kernels tfjs ships (cpu, wasm, webgpu) ignore `halfPixelCenters`, so the
+ * gradient of PyTorch-style (align_corners=False) upsampling, which ST's decoder uses, comes out
+ * shifted. This one honours both attributes.
+ */
+export function resizeBilinearGradHost(
+  dy: Float32Array,
+  imageShape: [number, number, number, number],
+  outSize: [number, number],
+  alignCorners: boolean,
+  halfPixelCenters: boolean,
+): Float32Array {
+  const [batch, inH, inW, C] = imageShape;
+  const [outH, outW] = outSize;
+  const ratio = (inN: number, outN: number) => (alignCorners && outN > 1 ? (inN - 1) / (outN - 1) : inN / outN);
+  const rowRatio = ratio(inH, outH);
+  const colRatio = ratio(inW, outW);
+  const source = (i: number, r: number) => (halfPixelCenters ? r * (i + 0.5) - 0.5 : r * i);
+  // Per output column: the two source columns and the weight of the right one (shared by all rows).
+  const colLo = new Int32Array(outW);
+  const colHi = new Int32Array(outW);
+  const colFrac = new Float64Array(outW);
+  for (let c = 0; c < outW; c++) {
+    const f = source(c, colRatio);
+    colLo[c] = Math.max(0, Math.floor(f));
+    colHi[c] = Math.min(inW - 1, Math.ceil(f));
+    colFrac[c] = f - colLo[c];
+  }
+  const dx = new Float64Array(batch * inH * inW * C);
+  let o = 0;
+  for (let b = 0; b < batch; b++) {
+    for (let r = 0; r < outH; r++) {
+      const f = source(r, rowRatio);
+      const top = Math.max(0, Math.floor(f));
+      const bottom = Math.min(inH - 1, Math.ceil(f));
+      const rowFrac = f - top;
+      const topBase = (b * inH + top) * inW;
+      const botBase = (b * inH + bottom) * inW;
+      for (let c = 0; c < outW; c++) {
+        const cf = colFrac[c];
+        const wTL = (1 - rowFrac) * (1 - cf);
+        const wTR = (1 - rowFrac) * cf;
+        const wBL = rowFrac * (1 - cf);
+        const wBR = rowFrac * cf;
+        const tl = (topBase + colLo[c]) * C;
+        const tr = (topBase + colHi[c]) * C;
+        const bl = (botBase + colLo[c]) * C;
+        const br = (botBase + colHi[c]) * C;
+        for (let d = 0; d < C; d++, o++) {
+          const g = dy[o];
+          dx[tl + d] += wTL * g;
+          dx[tr + d] += wTR * g;
+          dx[bl + d] += wBL * g;
+          dx[br + d] += wBR * g;
+        }
+      }
+    }
+  }
+  return Float32Array.from(dx);
+}
+
+const kernelFunc: KernelFunc = ({ inputs, backend, attrs }) => {
+  const { images, dy } = inputs as { images: TensorInfo; dy: TensorInfo };
+  const { alignCorners, halfPixelCenters } = attrs as unknown as ResizeBilinearGradAttrs & { halfPixelCenters: boolean };
+  const shape = images.shape as [number, number, number, number];
+  const dx = resizeBilinearGradHost(readFloat32(backend, dy), shape, [dy.shape[1], dy.shape[2]], alignCorners, !!halfPixelCenters);
+  return outputFloat32(backend, shape, dx);
+};
+
+export const resizeBilinearGradKernel = (backendName: string): KernelConfig => ({
+  kernelName: tf.ResizeBilinearGrad,
+  backendName,
+  kernelFunc,
+});
