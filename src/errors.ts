@@ -61,8 +61,8 @@ export const errors = {
       `no semantic mask for ${imagePath}: expected ${maskPath}`,
       'generate face-parsing masks (see "Data layouts" in the README), train a variant without ST/CT (--variant baseline), or pass --skip-missing-masks',
     ),
-  imageUnreadable: (path: string, cause?: unknown) =>
-    new SlferError('SLFER_IMAGE_UNREADABLE', `cannot decode image ${path}`, 'replace or delete the file', { cause }),
+  imageUnreadable: (path: string, reason: string) =>
+    new SlferError('SLFER_IMAGE_UNREADABLE', `cannot decode image ${path}: ${reason}`, 'check that the file exists and is a JPEG or PNG image'),
   engineUnavailable: (backend: string, reason: string, remedy: string) =>
     new SlferError('SLFER_ENGINE_UNAVAILABLE', `backend "${backend}" cannot be used: ${reason}`, remedy),
   checkpointNotFound: (path: string) =>

@@ -2,11 +2,16 @@
 
 /** One labelled image on disk. */
 export interface Sample {
-  /** Stable identifier (file name without extension), unique within a split. */
+  /** Stable identifier, unique within a split (RAF-DB: file stem; SFEW: <class folder>/<file stem>). */
   id: string;
   imagePath: string;
   /** 19-class face-parsing mask (8-bit PNG), or null when the dataset has none for this image. */
   maskPath: string | null;
+  /**
+   * Where the dataset's mask path rule puts this image's mask, whether or not the file exists:
+   * the mask policy names it when a required mask is missing, so the user knows what to create.
+   */
+  expectedMaskPath: string;
   /** Expression index 0..6 in EXPRESSIONS order. */
   label: number;
 }
@@ -37,5 +42,8 @@ export interface Batch {
   masks: Uint8Array | null;
   components: Float32Array | null;
   ids: string[];
+  /** Files of this batch that could not be decoded; `size` counts only the samples that were. */
   skipped: SkippedFile[];
+  /** How long the consumer waited for this batch after asking for it: a data stall when > 0. */
+  waitMs: number;
 }

@@ -1,0 +1,190 @@
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { mergeConfig, readConfigFile, resolveConfig, type ConfigInput } from '../config.js';
+import { synthesize } from '../data/synth/synthesize.js';
+import { BACKENDS, type BackendRequest } from '../engine/backend.js';
+import { isSlferError } from '../errors.js';
+import { VARIANTS } from '../model/config.js';
+import { evaluate, predict } from '../train/evaluate.js';
+import type { Report } from '../train/run-files.js';
+import { train } from '../train/trainer.js';
+import { progressReporter } from './progress.js';
+
+/** The package root: configs/ ships beside dist/. */
+const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const DEFAULT_CONFIG = join(PACKAGE_ROOT, 'configs', 'synthetic.json');
+
+const int = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
+  return n;
+};
+const num = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
+  return n;
+};
+
+interface TrainFlags {
+  config?: string;
+  data?: string;
+  dataset?: 'rafdb' | 'sfew' | 'synthetic';
+  variant?: (typeof VARIANTS)[number];
+  backend?: BackendRequest;
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
+  width?: number;
+  inputSize?: number;
+  resize?: number;
+  seed?: number;
+  threads?: number;
+  out?: string;
+  resume?: string;
+  skipMissingMasks?: boolean;
+}
+
+/** Flags overlay the config file field by field; an unset flag leaves the file's value. */
+function flagsToConfig(f: TrainFlags): ConfigInput {
+  return {
+    data: { dataset: f.dataset, root: f.data, resize: f.resize, threads: f.threads, skipMissingMasks: f.skipMissingMasks },
+    model: { variant: f.variant, width: f.width, inputSize: f.inputSize },
+    train: { epochs: f.epochs, batchSize: f.batchSize, lr: f.lr, seed: f.seed },
+    engine: { backend: f.backend },
+  };
+}
+
+function printReport(r: Report, where?: string): void {
+  const lines = [
+    `test accuracy ${(r.accuracy * 100).toFixed(2)}% (mean class accuracy ${(r.meanClassAccuracy * 100).toFixed(2)}%) on ${r.count} ${r.dataset} test images`,
+    ...r.classNames.map((c) => {
+      const a = r.perClassAccuracy[c];
+      return `  ${c.padEnd(10)} ${a === null ? '   n/a' : `${(a * 100).toFixed(1).padStart(5)}%`}`;
+    }),
+  ];
+  if (r.skipped.length) {
+    lines.push(`skipped ${r.skipped.length} file(s):`);
+    for (const s of r.skipped.slice(0, 20)) lines.push(`  ${s.path}: ${s.reason}`);
+    if (r.skipped.length > 20) lines.push(`  … and ${r.skipped.length - 20} more (report.json lists all)`);
+  }
+  if (where) lines.push(`report: ${where}`);
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+export function buildProgram(): Command {
+  const program = new Command('slfer-dist')
+    .description('Train and run SLFER (SE-ResNet18 + segmentation and part-presence tasks) for facial expression recognition on TensorFlow.js')
+    .showHelpAfterError();
+
+  program
+    .command('train')
+    .description('train SLFER in this process (default: the synthetic dataset, proposed variant, best engine available)')
+    .option('-c, --config <file>', 'JSON config (partial; paper defaults fill the rest)', DEFAULT_CONFIG)
+    .option('--data <dir>', 'dataset folder (RAF-DB or SFEW layout; for synthetic, where to generate it)')
+    .addOption(new Option('--dataset <kind>', 'dataset layout').choices(['rafdb', 'sfew', 'synthetic']))
+    .addOption(new Option('--variant <name>', 'ablation variant (paper Table 1)').choices([...VARIANTS]))
+    .addOption(new Option('--backend <name>', 'tfjs engine').choices([...BACKENDS]))
+    .option('--epochs <n>', 'epochs to train', int('--epochs'))
+    .option('--batch-size <n>', 'images per step', int('--batch-size'))
+    .option('--lr <x>', 'initial learning rate', num('--lr'))
+    .option('--width <x>', 'channel multiplier (1 = the paper network)', num('--width'))
+    .option('--input-size <px>', 'crop side, a multiple of 32', int('--input-size'))
+    .option('--resize <px>', 'resize side before cropping', int('--resize'))
+    .option('--seed <n>', 'seed for initialisation, order and augmentation', int('--seed'))
+    .option('--threads <n>', 'image decoding threads', int('--threads'))
+    .option('--skip-missing-masks', 'drop images without a semantic mask instead of stopping')
+    .option('-o, --out <dir>', 'run folder (default runs/<timestamp>)')
+    .option('--resume <dir>', 'continue a run from its last checkpoint (a run or checkpoint folder)')
+    .action(async (flags: TrainFlags, cmd: Command) => {
+      const fromFile = cmd.getOptionValueSource('config') === 'default' && !existsSync(flags.config!) ? {} : readConfigFile(flags.config!);
+      resolveConfig(fromFile, flags.config); // name the file, not the flags, when the file is wrong
+      const config = mergeConfig(fromFile, flagsToConfig(flags)) as ConfigInput;
+      const controller = new AbortController();
+      const onSigint = () => {
+        if (controller.signal.aborted) process.exit(130);
+        process.stderr.write('\nstopping after this step (Ctrl-C again to quit now; checkpoints are never half-written)\n');
+        controller.abort();
+      };
+      process.on('SIGINT', onSigint);
+      try {
+        const r = await train({ config, out: flags.out, resume: flags.resume, signal: controller.signal, events: progressReporter() });
+        printReport(r.report, join(r.runDir, 'report.json'));
+        process.stdout.write(`run folder: ${r.runDir} (metrics.jsonl, checkpoints/, confusion-matrix.png)\n`);
+      } finally {
+        process.off('SIGINT', onSigint);
+      }
+    });
+
+  program
+    .command('eval')
+    .description('evaluate a trained checkpoint on its test split')
+    .requiredOption('--checkpoint <dir>', 'run folder or checkpoint folder')
+    .option('--data <dir>', 'evaluate on this dataset folder instead of the one trained on')
+    .addOption(new Option('--dataset <kind>', 'layout of --data').choices(['rafdb', 'sfew', 'synthetic']))
+    .addOption(new Option('--backend <name>', 'tfjs engine').choices([...BACKENDS]))
+    .option('-o, --out <dir>', 'write report.json and the confusion matrix here')
+    .action(async (f: { checkpoint: string; data?: string; dataset?: 'rafdb' | 'sfew' | 'synthetic'; backend?: BackendRequest; out?: string }) => {
+      const r = await evaluate({
+        checkpoint: f.checkpoint,
+        data: f.data || f.dataset ? { root: f.data, dataset: f.dataset } : undefined,
+        backend: f.backend,
+        out: f.out,
+        log: (l) => process.stderr.write(`${l}\n`),
+      });
+      printReport(r, f.out ? join(f.out, 'report.json') : undefined);
+    });
+
+  program
+    .command('predict')
+    .description('predict the expression of face images')
+    .requiredOption('--checkpoint <dir>', 'run folder or checkpoint folder')
+    .argument('<images...>', 'image files (JPEG, PNG)')
+    .addOption(new Option('--backend <name>', 'tfjs engine').choices([...BACKENDS]))
+    .option('--json', 'print JSON')
+    .action(async (images: string[], f: { checkpoint: string; backend?: BackendRequest; json?: boolean }) => {
+      const preds = await predict({ checkpoint: f.checkpoint, images, backend: f.backend });
+      if (f.json) {
+        process.stdout.write(JSON.stringify(preds, null, 2) + '\n');
+        return;
+      }
+      for (const p of preds) {
+        const probs = Object.entries(p.probabilities)
+          .map(([k, v]) => `${k} ${(v * 100).toFixed(1)}%`)
+          .join(', ');
+        process.stdout.write(`${p.image}: ${p.expression}  (${probs})\n`);
+      }
+    });
+
+  const data = program.command('data').description('datasets');
+  data
+    .command('synth')
+    .description('generate the synthetic face dataset in RAF-DB layout (images, labels, 19-class masks)')
+    .requiredOption('-o, --out <dir>', 'folder to create')
+    .option('--train <n>', 'training images', int('--train'), 2100)
+    .option('--test <n>', 'test images', int('--test'), 700)
+    .option('--size <px>', 'image side', int('--size'), 100)
+    .option('--seed <n>', 'generator seed', int('--seed'), 0)
+    .action(async (f: { out: string; train: number; test: number; size: number; seed: number }) => {
+      const t0 = Date.now();
+      const r = await synthesize({ out: f.out, train: f.train, test: f.test, size: f.size, seed: f.seed });
+      process.stdout.write(`wrote ${r.train} train + ${r.test} test faces (${r.size}px, seed ${r.seed}) to ${r.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    });
+
+  return program;
+}
+
+/** Runs the CLI; SlferErrors print their code, message and what to do, and exit 1. */
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (e) {
+    if (isSlferError(e)) {
+      process.stderr.write(`${e.format()}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * Piscina worker task: decodes one batch of images (and masks) into the tensors the engine takes.
+ * Runs in a worker thread, so it only gets plain data and returns plain data plus transferred
+ * buffers. A file that cannot be used does not fail the batch: it is left out and listed.
+ */
+import { existsSync } from 'node:fs';
+import sharp, { type OutputInfo } from 'sharp';
+import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { applyCropFlip, type CropFlip } from './augment.js';
+import { aggregateParts, topNComponents } from './masks.js';
+import { NUM_PARTS } from './labels.js';
+import type { Batch, SkippedFile } from './types.js';
+
+export type Rgb = [number, number, number];
+
+export interface DecodeItem {
+  id: string;
+  imagePath: string;
+  maskPath: string | null;
+  label: number;
+  crop: CropFlip;
+}
+
+export interface DecodeTask {
+  items: DecodeItem[];
+  /** Side of the square both image and mask are resized to before cropping. */
+  resize: number;
+  /** Side of the crop the model sees. */
+  inputSize: number;
+  mean: Rgb;
+  std: Rgb;
+  withMasks: boolean;
+  /** How many parts the CT target marks present. */
+  topN: number;
+}
+
+// Parallelism already comes from the pool's threads and from a batch's images decoding at once (on
+// libuv's threadpool); libvips' threads per image on top would oversubscribe the cores. Its
+// operation cache only helps when the same file is read again soon, which an epoch never does.
+sharp.concurrency(1);
+sharp.cache(false);
+
+type Decoded = { rgb: Uint8Array; parts: Uint8Array | null } | { skipped: SkippedFile };
+
+export default async function decodeBatch(task: DecodeTask): Promise<ReturnType<typeof move>> {
+  const { items, inputSize: s, withMasks } = task;
+  const decoded = await Promise.all(items.map((item) => decodeItem(item, task)));
+  const kept = items.flatMap((item, i) => {
+    const d = decoded[i];
+    return 'skipped' in d ? [] : [{ item, ...d }];
+  });
+
+  const lut = normalisationTable(task.mean, task.std);
+  const pixels = s * s;
+  const batch: Batch = {
+    size: kept.length,
+    inputSize: s,
+    images: new Float32Array(kept.length * pixels * 3),
+    labels: Int32Array.from(kept, (k) => k.item.label),
+    masks: withMasks ? new Uint8Array(kept.length * pixels) : null,
+    components: withMasks ? new Float32Array(kept.length * NUM_PARTS) : null,
+    ids: kept.map((k) => k.item.id),
+    skipped: decoded.flatMap((d) => ('skipped' in d ? [d.skipped] : [])),
+    waitMs: 0,
+  };
+  kept.forEach(({ rgb, parts }, b) => {
+    const base = b * pixels * 3;
+    for (let i = 0; i < pixels * 3; i++) batch.images[base + i] = lut[(i % 3) * 256 + rgb[i]];
+    if (parts !== null) {
+      batch.masks!.set(parts, b * pixels);
+      batch.components!.set(topNComponents(parts, task.topN), b * NUM_PARTS);
+    }
+  });
+  return movableBatch(batch);
+}
+
+/**
+ * Wraps a batch so piscina transfers its buffers instead of copying them. Piscina.move on the plain
+ * batch would not do it (nested buffers are cloned); a Transferable lists the buffers to transfer
+ * ([transferableSymbol], spread into postMessage's transfer list) and the value to send ([valueSymbol]).
+ */
+export function movableBatch(batch: Batch): ReturnType<typeof move> {
+  const buffers = [batch.images, batch.labels, batch.masks, batch.components].flatMap((a) => (a === null ? [] : [a.buffer]));
+  return move({
+    get [transferableSymbol]() {
+      return buffers;
+    },
+    get [valueSymbol]() {
+      return batch;
+    },
+  });
+}
+
+/** (v/255 - mean[c]) / std[c] for every byte value v and channel c, indexed c*256 + v. */
+function normalisationTable(mean: Rgb, std: Rgb): Float32Array {
+  const lut = new Float32Array(3 * 256);
+  for (let c = 0; c < 3; c++) for (let v = 0; v < 256; v++) lut[c * 256 + v] = (v / 255 - mean[c]) / std[c];
+  return lut;
+}
+
+async function decodeItem(item: DecodeItem, task: DecodeTask): Promise<Decoded> {
+  const { resize, inputSize } = task;
+  let path = item.imagePath;
+  try {
+    const image = await sharp(path)
+      .removeAlpha()
+      .toColourspace('srgb')
+      .resize(resize, resize, { fit: 'fill' })
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    checkRaw(image, resize, 3);
+    const rgb = applyCropFlip(image.data, 3, resize, resize, item.crop, inputSize);
+    if (!task.withMasks) return { rgb, parts: null };
+
+    if (item.maskPath === null) return { skipped: { path: item.imagePath, reason: 'no mask' } };
+    path = item.maskPath;
+    // Nearest neighbour: class indices must not be blended into other (meaningless) indices.
+    const mask = await sharp(path)
+      .resize(resize, resize, { fit: 'fill', kernel: 'nearest' })
+      .extractChannel(0)
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    checkRaw(mask, resize, 1);
+    const parts = aggregateParts(applyCropFlip(mask.data, 1, resize, resize, item.crop, inputSize), path);
+    return { rgb, parts };
+  } catch (err) {
+    return { skipped: { path, reason: reasonOf(path, err) } };
+  }
+}
+
+/** Guards against formats that decode to something else than 8-bit pixels of the expected shape. */
+function checkRaw(out: { data: Buffer; info: OutputInfo }, side: number, channels: number): void {
+  if (out.info.channels !== channels || out.data.length !== side * side * channels) {
+    throw new Error(`decoded to ${out.info.width}x${out.info.height}x${out.info.channels} (${out.data.length} bytes), expected 8-bit with ${channels} channel(s)`);
+  }
+}
+
+function reasonOf(path: string, err: unknown): string {
+  if (!existsSync(path)) return 'missing file';
+  // libvips repeats its complaint over several lines; the first says it.
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0];
+}

@@ -1,0 +1,103 @@
+import { basename } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { mergeConfig, resolveConfig } from '../config.js';
+import { EXPRESSIONS } from '../data/labels.js';
+import { ImagePipeline } from '../data/pipeline.js';
+import type { Sample } from '../data/types.js';
+import { selectBackend, type BackendRequest } from '../engine/backend.js';
+import { errors } from '../errors.js';
+import { evaluateModel } from './evaluate-model.js';
+import { loadTrainedModel } from './load-model.js';
+import { writeReport, type Report } from './run-files.js';
+import { prepareData } from './trainer.js';
+
+export interface EvaluateOptions {
+  /** Run folder or checkpoint folder. */
+  checkpoint: string;
+  /** Evaluate on another copy of the dataset (same layout as trained on, or another kind). */
+  data?: { dataset?: 'rafdb' | 'sfew' | 'synthetic'; root?: string };
+  backend?: BackendRequest;
+  /** Folder to write report.json and the confusion matrix into. */
+  out?: string;
+  log?: (line: string) => void;
+}
+
+/** Test-split accuracy, per-class accuracy and confusion matrix of a trained checkpoint. */
+export async function evaluate(options: EvaluateOptions): Promise<Report> {
+  const started = Date.now();
+  const log = options.log ?? (() => {});
+  const engine = await selectBackend(options.backend ?? 'auto', 'infer');
+  log(`engine: ${engine.backend} (${engine.reason})`);
+  const { model, config: trained, path, epoch } = loadTrainedModel(options.checkpoint);
+  try {
+    const config = resolveConfig(mergeConfig(trained, { data: options.data ?? {} }), 'evaluation config');
+    // Evaluation needs no masks: the ST and CT heads do not run at test time.
+    const { splits } = await prepareData({ ...config, model: { ...config.model, variant: 'baseline' } }, log);
+    const pipeline = new ImagePipeline({ threads: config.data.threads, resize: config.data.resize, inputSize: config.model.inputSize, withMasks: false, topN: config.loss.topN });
+    try {
+      const r = await evaluateModel(model, pipeline, splits.test, config.train.batchSize);
+      const report: Report = {
+        ...r,
+        variant: config.model.variant,
+        backend: engine.backend,
+        dataset: splits.name,
+        epochs: epoch,
+        trainImagesPerSec: 0,
+        elapsedSeconds: (Date.now() - started) / 1000,
+        checkpoint: path,
+      };
+      if (options.out) await writeReport(options.out, report);
+      return report;
+    } finally {
+      await pipeline.close();
+    }
+  } finally {
+    model.dispose();
+  }
+}
+
+export interface Prediction {
+  image: string;
+  expression: string;
+  probabilities: Record<string, number>;
+}
+
+export interface PredictOptions {
+  checkpoint: string;
+  images: string[];
+  backend?: BackendRequest;
+}
+
+/**
+ * Expression and class probabilities per image, with the test-time preprocessing the model was
+ * trained with (resize, centre crop, normalisation). An unreadable image is an error naming it.
+ */
+export async function predict(options: PredictOptions): Promise<Prediction[]> {
+  await selectBackend(options.backend ?? 'auto', 'infer');
+  const { model, config } = loadTrainedModel(options.checkpoint);
+  const pipeline = new ImagePipeline({ threads: 1, resize: config.data.resize, inputSize: config.model.inputSize, withMasks: false, topN: config.loss.topN });
+  const samples: Sample[] = options.images.map((p, i) => ({ id: `${i}:${basename(p)}`, imagePath: p, maskPath: null, expectedMaskPath: '', label: 0 }));
+  const out: Prediction[] = [];
+  try {
+    const order = Int32Array.from(samples.keys());
+    for await (const batch of pipeline.batches(samples, order, { batchSize: 16, train: false, hflip: false, seed: 0, epoch: 0, dropLastBatch: false })) {
+      if (batch.skipped.length) throw errors.imageUnreadable(batch.skipped[0].path, batch.skipped[0].reason);
+      const probs = tf.tidy(() => tf.softmax(model.forward(tf.tensor4d(batch.images, [batch.size, batch.inputSize, batch.inputSize, 3]), { training: false }, 'expression').expression));
+      const values = await probs.data();
+      probs.dispose();
+      batch.ids.forEach((id, b) => {
+        const p = Array.from(values.subarray(b * EXPRESSIONS.length, (b + 1) * EXPRESSIONS.length));
+        const best = p.indexOf(Math.max(...p));
+        out.push({
+          image: samples[Number(id.slice(0, id.indexOf(':')))].imagePath,
+          expression: EXPRESSIONS[best],
+          probabilities: Object.fromEntries(EXPRESSIONS.map((e, k) => [e, p[k]])),
+        });
+      });
+    }
+    return out;
+  } finally {
+    await pipeline.close();
+    model.dispose();
+  }
+}

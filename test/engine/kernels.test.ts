@@ -1,0 +1,97 @@
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { registerKernels, shippedKernel } from '../../src/engine/kernels/register.js';
+import { Rng } from '../../src/util/rng.js';
+
+/** Relative error ‖a − b‖∞ / max(‖b‖∞, 1e-6). */
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0;
+  let den = 1e-6;
+  for (let i = 0; i < b.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  return num / den;
+}
+
+const random = (shape: number[], seed: number, sparsity = 0) => {
+  const rng = new Rng(seed);
+  const n = shape.reduce((a, b) => a * b, 1);
+  return tf.tensor(Float32Array.from({ length: n }, () => (rng.next() < sparsity ? 0 : rng.normal())), shape);
+};
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+  registerKernels('cpu');
+  await tf.setBackend('wasm');
+  await tf.ready();
+  registerKernels('wasm');
+});
+
+interface ConvCase {
+  x: [number, number, number, number];
+  k: number;
+  cout: number;
+  stride: number;
+  pad: 'same' | 'valid' | number;
+}
+
+const CASES: ConvCase[] = [
+  { x: [2, 9, 9, 3], k: 3, cout: 4, stride: 1, pad: 'same' },
+  { x: [2, 9, 9, 3], k: 3, cout: 4, stride: 2, pad: 'same' },
+  { x: [1, 10, 8, 5], k: 3, cout: 2, stride: 1, pad: 'valid' },
+  { x: [3, 11, 11, 2], k: 3, cout: 3, stride: 2, pad: 'valid' },
+  { x: [2, 12, 12, 3], k: 7, cout: 4, stride: 2, pad: 3 },
+  { x: [2, 8, 8, 6], k: 1, cout: 5, stride: 2, pad: 0 },
+];
+
+describe('Conv2DBackpropFilter host kernel', () => {
+  for (const c of CASES) {
+    const label = `x ${c.x.join('x')}, ${c.k}x${c.k}, stride ${c.stride}, pad ${c.pad}`;
+    for (const backend of ['cpu', 'wasm']) {
+      it(`matches tfjs-backend-cpu's own kernel on ${backend}: ${label}`, async () => {
+        const w: [number, number, number, number] = [c.k, c.k, c.x[3], c.cout];
+        // Reference: the kernel tfjs-backend-cpu ships, called directly on cpu tensors.
+        await tf.setBackend('cpu');
+        const ref = shippedKernel(tf.Conv2DBackpropFilter, 'cpu');
+        expect(ref).toBeDefined();
+        const x = random(c.x, 1, 0.3);
+        const yShape = tf.conv2d(x as tf.Tensor4D, tf.zeros(w) as tf.Tensor4D, c.stride, c.pad).shape;
+        const dy = random(yShape, 2);
+        const attrs = { strides: c.stride, pad: c.pad, dataFormat: 'NHWC', filterShape: w };
+        const info = ref!.kernelFunc({ inputs: { x, dy }, backend: tf.backend(), attrs: attrs as never }) as tf.TensorInfo;
+        const expected = (tf.backend().readSync(info.dataId) as Float32Array).slice();
+        // Ours, through autodiff of conv2d on the backend under test.
+        const xv = x.dataSync().slice();
+        const dyv = dy.dataSync().slice();
+        await tf.setBackend(backend);
+        const xb = tf.tensor4d(xv, c.x);
+        const dyb = tf.tensor(dyv, yShape);
+        const got = await tf.grad((ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(xb, ww as tf.Tensor4D, c.stride, c.pad), dyb)))(tf.zeros(w)).data();
+        expect(got.length).toBe(expected.length);
+        expect(relErr(got, expected)).toBeLessThan(1e-4);
+      });
+    }
+  }
+});
+
+describe('ResizeBilinearGrad host kernel', () => {
+  for (const backend of ['cpu', 'wasm']) {
+    for (const hp of [true, false]) {
+      for (const ac of hp ? [false] : [false, true]) {
+        it(`is the adjoint of ResizeBilinear on ${backend} (halfPixelCenters ${hp}, alignCorners ${ac})`, async () => {
+          await tf.setBackend(backend);
+          const x = random([2, 5, 7, 3], 3) as tf.Tensor4D;
+          const size: [number, number] = [10, 13];
+          const g = random([2, 10, 13, 3], 4);
+          const up = (t: tf.Tensor) => tf.image.resizeBilinear(t as tf.Tensor4D, size, ac, hp);
+          const lhs = tf.sum(tf.mul(up(x), g)).dataSync()[0];
+          const adj = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(up(t), g)))(x);
+          const rhs = tf.sum(tf.mul(x, adj)).dataSync()[0];
+          expect(Math.abs(lhs - rhs) / Math.abs(lhs)).toBeLessThan(1e-5);
+        });
+      }
+    }
+  }
+});
