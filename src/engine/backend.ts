@@ -31,7 +31,7 @@ async function probeTensorflow(): Promise<Probe> {
       if (tf.findBackend('tensorflow')) return { ok: true, reason: `${pkg} loaded` };
       tried.push(`${pkg} loaded but registered no "tensorflow" backend`);
     } catch (e) {
-      tried.push(`${pkg}: ${firstLine(e)}`);
+      tried.push(notInstalled(e, pkg) ? `${pkg} is not installed` : `${pkg}: ${firstLine(e)}`);
     }
   }
   return { ok: false, reason: tried.join('; ') };
@@ -43,7 +43,7 @@ async function probeWebgpu(requireHardware: boolean): Promise<Probe> {
   try {
     dawn = (await import('webgpu' as string)) as typeof dawn;
   } catch (e) {
-    return { ok: false, reason: `the Dawn package "webgpu" is not installed (${firstLine(e)})` };
+    return { ok: false, reason: notInstalled(e, 'webgpu') ? 'the Dawn package "webgpu" is not installed' : `"webgpu" failed to load: ${firstLine(e)}` };
   }
   Object.assign(globalThis, dawn.globals);
   const gpu = dawn.create([]) as { requestAdapter(o: object): Promise<{ info?: { description?: string; device?: string; type?: string } } | null> };
@@ -59,6 +59,7 @@ async function probeWebgpu(requireHardware: boolean): Promise<Probe> {
 }
 
 async function activate(name: string): Promise<void> {
+  if (name === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
   const ok = await tf.setBackend(name);
   if (!ok) throw new Error(`tf.setBackend('${name}') failed`);
   await tf.ready();
@@ -69,16 +70,15 @@ const REMEDY: Record<string, string> = {
   tensorflow:
     'install @tensorflow/tfjs-node-gpu (CUDA 11.2 + cuDNN 8.1) or @tensorflow/tfjs-node on a machine that can reach its libtensorflow download, or use --backend auto',
   webgpu: 'install the npm package "webgpu" and a Vulkan/Metal/D3D12 driver, or use --backend auto',
-  wasm: 'use --backend cpu or --backend auto',
 };
 
 /**
  * Makes a tfjs backend current. `auto` takes the fastest that can train here, in this order:
- * native TensorFlow, WebGPU on a hardware adapter, then the plain-JS cpu backend. wasm is passed
- * over for training: tfjs-backend-wasm registers no Conv2DBackpropFilter, so it cannot train a
- * conv net as shipped; for inference (`purpose: 'infer'`) it is the CPU choice.
+ * native TensorFlow, WebGPU on a hardware adapter, then wasm (XNNPACK), which trains with the
+ * kernels slfer-dist registers for it (src/engine/kernels); the plain-JS cpu backend is the
+ * numerical reference, never chosen by auto.
  */
-export async function selectBackend(request: BackendRequest, purpose: 'train' | 'infer' = 'train'): Promise<Engine> {
+export async function selectBackend(request: BackendRequest): Promise<Engine> {
   const passedOver: Engine['passedOver'] = [];
   if (request === 'auto') {
     const tfProbe = await probeTensorflow();
@@ -93,14 +93,8 @@ export async function selectBackend(request: BackendRequest, purpose: 'train' | 
       return { backend: 'webgpu', reason: `auto: ${gpuProbe.reason}`, passedOver };
     }
     passedOver.push({ backend: 'webgpu', reason: gpuProbe.reason });
-    if (purpose === 'infer') {
-      await import('@tensorflow/tfjs-backend-wasm');
-      await activate('wasm');
-      return { backend: 'wasm', reason: 'auto: fastest CPU backend for inference (XNNPACK)', passedOver };
-    }
-    passedOver.push({ backend: 'wasm', reason: 'cannot train conv nets: no Conv2DBackpropFilter kernel' });
-    await activate('cpu');
-    return { backend: 'cpu', reason: 'auto: no faster backend can train here', passedOver };
+    await activate('wasm');
+    return { backend: 'wasm', reason: 'auto: fastest CPU backend (XNNPACK; slfer-dist adds the kernels it lacks for training)', passedOver };
   }
   if (request === 'tensorflow') {
     const p = await probeTensorflow();
@@ -115,12 +109,15 @@ export async function selectBackend(request: BackendRequest, purpose: 'train' | 
     return { backend: 'webgpu', reason: `requested; ${p.reason}`, passedOver };
   }
   if (request === 'wasm') {
-    await import('@tensorflow/tfjs-backend-wasm');
     await activate('wasm');
     return { backend: 'wasm', reason: 'requested', passedOver };
   }
   await activate('cpu');
   return { backend: 'cpu', reason: 'requested', passedOver };
+}
+
+function notInstalled(e: unknown, pkg: string): boolean {
+  return (e as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && String((e as Error).message).includes(`'${pkg}'`);
 }
 
 function firstLine(e: unknown): string {

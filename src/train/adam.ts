@@ -21,8 +21,8 @@ export class Adam {
     private readonly params: tf.Variable[],
     private readonly cfg: AdamConfig,
   ) {
-    this.m = params.map((p) => tf.variable(tf.zerosLike(p), false));
-    this.v = params.map((p) => tf.variable(tf.zerosLike(p), false));
+    this.m = params.map((p) => zeroVariable(p.shape));
+    this.v = params.map((p) => zeroVariable(p.shape));
   }
 
   /** One update with `grads[i]` for `params[i]`. Does not dispose the gradients. */
@@ -64,6 +64,14 @@ export class Adam {
   dispose(): void {
     for (const x of [...this.m, ...this.v]) x.dispose();
   }
+}
+
+/** tf.variable keeps its initial tensor alive; free it once the variable holds the values. */
+function zeroVariable(shape: number[]): tf.Variable {
+  const zeros = tf.zeros(shape);
+  const v = tf.variable(zeros, false);
+  zeros.dispose();
+  return v;
 }
 
 /** Step decay: lr × gamma^(number of milestones ≤ epoch); epochs count from 0. */

@@ -26,7 +26,7 @@ export interface EvaluateOptions {
 export async function evaluate(options: EvaluateOptions): Promise<Report> {
   const started = Date.now();
   const log = options.log ?? (() => {});
-  const engine = await selectBackend(options.backend ?? 'auto', 'infer');
+  const engine = await selectBackend(options.backend ?? 'auto');
   log(`engine: ${engine.backend} (${engine.reason})`);
   const { model, config: trained, path, epoch } = loadTrainedModel(options.checkpoint);
   try {
@@ -73,7 +73,7 @@ export interface PredictOptions {
  * trained with (resize, centre crop, normalisation). An unreadable image is an error naming it.
  */
 export async function predict(options: PredictOptions): Promise<Prediction[]> {
-  await selectBackend(options.backend ?? 'auto', 'infer');
+  await selectBackend(options.backend ?? 'auto');
   const { model, config } = loadTrainedModel(options.checkpoint);
   const pipeline = new ImagePipeline({ threads: 1, resize: config.data.resize, inputSize: config.model.inputSize, withMasks: false, topN: config.loss.topN });
   const samples: Sample[] = options.images.map((p, i) => ({ id: `${i}:${basename(p)}`, imagePath: p, maskPath: null, expectedMaskPath: '', label: 0 }));

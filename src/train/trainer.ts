@@ -70,7 +70,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
   mkdirSync(runDir, { recursive: true });
   writeRunConfig(runDir, config);
 
-  const engine = await selectBackend(config.engine.backend, 'train');
+  const engine = await selectBackend(config.engine.backend);
   log(`engine: ${engine.backend} (${engine.reason})`);
   for (const p of engine.passedOver) log(`  passed over ${p.backend}: ${p.reason}`);
 
