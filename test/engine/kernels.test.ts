@@ -76,6 +76,25 @@ describe('Conv2DBackpropFilter host kernel', () => {
   }
 });
 
+describe('Conv2D input gradient through forward convolutions', () => {
+  for (const c of CASES) {
+    it(`matches tfjs-backend-cpu's Conv2DBackpropInput on wasm: x ${c.x.join('x')}, ${c.k}x${c.k}, stride ${c.stride}, pad ${c.pad}`, async () => {
+      const w: [number, number, number, number] = [c.k, c.k, c.x[3], c.cout];
+      await tf.setBackend('cpu');
+      const x = random(c.x, 5);
+      const filter = random(w, 6);
+      const yShape = tf.conv2d(x as tf.Tensor4D, filter as tf.Tensor4D, c.stride, c.pad).shape;
+      const dy = random(yShape, 7);
+      const grad = (xx: tf.Tensor, ff: tf.Tensor, gg: tf.Tensor) => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(t as tf.Tensor4D, ff as tf.Tensor4D, c.stride, c.pad), gg)))(xx);
+      const expected = await grad(x, filter, dy).data();
+      const [xv, fv, dyv] = [x.dataSync().slice(), filter.dataSync().slice(), dy.dataSync().slice()];
+      await tf.setBackend('wasm');
+      const got = await grad(tf.tensor(xv, c.x), tf.tensor(fv, w), tf.tensor(dyv, yShape)).data();
+      expect(relErr(got, expected)).toBeLessThan(1e-4);
+    });
+  }
+});
+
 describe('ResizeBilinearGrad host kernel', () => {
   for (const backend of ['cpu', 'wasm']) {
     for (const hp of [true, false]) {

@@ -1,0 +1,21 @@
+/**
+ * slfer-dist as a library: the CLI is a thin layer over these functions.
+ *
+ *   import { train, evaluate, predict, synthesize } from 'slfer-dist';
+ *   const { report, runDir } = await train({ config: { model: { variant: 'proposed' } } });
+ */
+export { train, type TrainOptions, type TrainResult, type TrainEvents } from './train/trainer.js';
+export { evaluate, predict, type EvaluateOptions, type PredictOptions, type Prediction } from './train/evaluate.js';
+export { synthesize, type SynthesizeOptions, type SynthesizeResult } from './data/synth/synthesize.js';
+export { resolveConfig, readConfigFile, mergeConfig, ConfigSchema, type Config, type ConfigInput } from './config.js';
+export type { EpochMetrics, Report } from './train/run-files.js';
+export type { EvalResult } from './train/metrics.js';
+export { selectBackend, BACKENDS, type BackendRequest, type Engine } from './engine/backend.js';
+export { SlferModel, type SlferOutputs } from './model/slfer.js';
+export { VARIANTS, type Variant, type ModelConfig } from './model/config.js';
+export { jointLoss, type LossConfig } from './model/loss.js';
+export { readRafDb } from './data/rafdb.js';
+export { readSfew } from './data/sfew.js';
+export { ImagePipeline } from './data/pipeline.js';
+export { EXPRESSIONS, PART_CLASSES, PARSING_CLASSES } from './data/labels.js';
+export { SlferError, isSlferError, type SlferErrorCode } from './errors.js';
