@@ -15,7 +15,14 @@ export type SlferErrorCode =
   | 'SLFER_CHECKPOINT_CORRUPT'
   | 'SLFER_CHECKPOINT_MISMATCH'
   | 'SLFER_INVALID_ARGUMENT'
-  | 'SLFER_ABORTED';
+  | 'SLFER_ABORTED'
+  | 'SLFER_CLUSTER_PEER_TIMEOUT'
+  | 'SLFER_CLUSTER_PROTOCOL'
+  | 'SLFER_CLUSTER_RING_UNUSABLE'
+  | 'SLFER_CLUSTER_TRANSPORT'
+  | 'SLFER_CLUSTER_RANK_INVALID'
+  | 'SLFER_CLUSTER_RENDEZVOUS_TIMEOUT'
+  | 'SLFER_CLUSTER_BENCH_FAILED';
 
 export class SlferError extends Error {
   readonly code: SlferErrorCode;
@@ -87,4 +94,50 @@ export const errors = {
     new SlferError('SLFER_INVALID_ARGUMENT', `${what}: ${problem}`, hint),
   aborted: (what: string) =>
     new SlferError('SLFER_ABORTED', `${what} was interrupted`, 'resume with --resume <run folder>'),
+  clusterPeerTimeout: (rank: number, peer: number, waitingFor: string, timeoutMs: number, cause?: unknown) =>
+    new SlferError(
+      'SLFER_CLUSTER_PEER_TIMEOUT',
+      `rank ${rank}: no ${waitingFor} from rank ${peer} within ${timeoutMs} ms`,
+      `rank ${peer} has probably exited or hung: check its log; every rank must run the same collectives in the same order (raise timeoutMs only if a step legitimately takes that long)`,
+      { cause },
+    ),
+  clusterProtocol: (rank: number, peer: number, problem: string) =>
+    new SlferError(
+      'SLFER_CLUSTER_PROTOCOL',
+      `rank ${rank}: unexpected message from rank ${peer}: ${problem}`,
+      'every rank must call the same collectives in the same order, with buffers of the same length and the same options',
+    ),
+  clusterRingUnusable: (rank: number, state: string, cause?: unknown) =>
+    new SlferError(
+      'SLFER_CLUSTER_RING_UNUSABLE',
+      `rank ${rank}: the ring is ${state}`,
+      'call bind() and connect() before collectives; after a failed collective or close(), build a new Ring on every rank',
+      { cause },
+    ),
+  clusterTransport: (what: string, endpoint: string, cause?: unknown) =>
+    new SlferError(
+      'SLFER_CLUSTER_TRANSPORT',
+      `cannot ${what} ${endpoint}: ${cause instanceof Error ? cause.message : String(cause)}`,
+      'check the host/port or IPC folder (it must exist, be writable, and give socket paths under 100 characters)',
+      { cause },
+    ),
+  clusterRankInvalid: (problem: string) =>
+    new SlferError(
+      'SLFER_CLUSTER_RANK_INVALID',
+      `rendezvous: ${problem}`,
+      'start exactly one worker per rank 0..worldSize-1, all with the same worldSize as the coordinator',
+    ),
+  clusterRendezvousTimeout: (problem: string, timeoutMs: number) =>
+    new SlferError(
+      'SLFER_CLUSTER_RENDEZVOUS_TIMEOUT',
+      `rendezvous did not complete within ${timeoutMs} ms: ${problem}`,
+      'check that every worker started and can reach the coordinator endpoint (see its log); raise the timeout for slow starts',
+    ),
+  clusterBenchFailed: (problem: string, cause?: unknown) =>
+    new SlferError(
+      'SLFER_CLUSTER_BENCH_FAILED',
+      `all-reduce benchmark failed: ${problem}`,
+      'rebuild (npm run build) and rerun; a wrong result means a bug in the collective layer: report it with the command line',
+      { cause },
+    ),
 };

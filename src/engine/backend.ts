@@ -59,6 +59,9 @@ async function probeWebgpu(requireHardware: boolean): Promise<Probe> {
 }
 
 async function activate(name: string): Promise<void> {
+  // tfjs-backend-cpu prints an advert for tfjs-node on first use; slfer-dist logs its engine choice itself.
+  const cpu = tf.findBackend('cpu') as { firstUse?: boolean } | null;
+  if (cpu) cpu.firstUse = false;
   if (name === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
   const ok = await tf.setBackend(name);
   if (!ok) throw new Error(`tf.setBackend('${name}') failed`);

@@ -19,6 +19,7 @@ export function confusionMatrixSvg(r: EvalResult, title: string): string {
     `<rect width="${w}" height="${h}" fill="#ffffff"/>`,
     `<text x="${w / 2}" y="24" font-size="15" text-anchor="middle">${esc(title)}</text>`,
     `<text x="${left + (k * cell) / 2}" y="${h - 12}" font-size="13" text-anchor="middle">predicted</text>`,
+    `<text x="14" y="${top + (k * cell) / 2}" font-size="13" text-anchor="middle" transform="rotate(-90 14 ${top + (k * cell) / 2})">true</text>`,
   ];
   r.confusionMatrix.forEach((row, i) => {
     const total = row.reduce((a, b) => a + b, 0) || 1;
