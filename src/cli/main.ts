@@ -10,6 +10,7 @@ import { VARIANTS } from '../model/config.js';
 import { evaluate, predict } from '../train/evaluate.js';
 import type { Report } from '../train/run-files.js';
 import { train } from '../train/trainer.js';
+import { benchTrain } from '../train/bench-train.js';
 import { progressReporter } from './progress.js';
 
 /** The package root: configs/ ships beside dist/. */
@@ -170,6 +171,28 @@ export function buildProgram(): Command {
       const t0 = Date.now();
       const r = await synthesize({ out: f.out, train: f.train, test: f.test, size: f.size, seed: f.seed });
       process.stdout.write(`wrote ${r.train} train + ${r.test} test faces (${r.size}px, seed ${r.seed}) to ${r.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    });
+
+  const bench = program.command('bench').description('benchmarks (commands, not tests)');
+  bench
+    .command('train')
+    .description('training img/s of the full SLFER model on one engine (fixed batch, after warm-up)')
+    .addOption(new Option('--backend <name>', 'tfjs engine').choices([...BACKENDS]).default('auto'))
+    .option('--size <px>', 'input side, a multiple of 32', int('--size'), 128)
+    .option('--batch <n>', 'images per step', int('--batch'), 16)
+    .option('--steps <n>', 'timed steps', int('--steps'), 5)
+    .option('--warmup <n>', 'untimed steps first', int('--warmup'), 2)
+    .option('--width <x>', 'channel multiplier (1 = the paper network)', num('--width'), 1)
+    .addOption(new Option('--variant <name>', 'ablation variant').choices([...VARIANTS]).default('proposed'))
+    .option('--json', 'print JSON')
+    .action(async (f: { backend: BackendRequest; size: number; batch: number; steps: number; warmup: number; width: number; variant: (typeof VARIANTS)[number]; json?: boolean }) => {
+      const r = await benchTrain(f);
+      if (f.json) process.stdout.write(JSON.stringify(r) + '\n');
+      else
+        process.stdout.write(
+          `${r.backend}: SLFER ${r.variant} width ${r.width} (${r.parameters.toLocaleString('en-US')} parameters), ${r.size}px, batch ${r.batch}: ` +
+            `train ${r.trainImagesPerSec.toFixed(2)} img/s (${r.msPerStep.toFixed(0)} ms/step), forward ${r.forwardImagesPerSec.toFixed(1)} img/s\n`,
+        );
     });
 
   return program;

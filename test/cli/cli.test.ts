@@ -23,13 +23,23 @@ afterAll(() => data.cleanup());
 
 describe('slfer-dist CLI', () => {
   it('has --help for every command', () => {
-    for (const cmd of [[], ['train'], ['eval'], ['predict'], ['data', 'synth']]) {
+    for (const cmd of [[], ['train'], ['eval'], ['predict'], ['data', 'synth'], ['bench', 'train']]) {
       const r = cli([...cmd, '--help']);
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/Usage: slfer-dist/);
     }
     expect(cli(['train', '--help']).stdout).toContain('--backend <name>');
     expect(cli(['predict', '--help']).stdout).toContain('--checkpoint <dir>');
+  });
+
+  it('benchmarks a training step on an engine', () => {
+    const r = cli(['bench', 'train', '--backend', 'wasm', '--size', '32', '--width', '0.125', '--batch', '2', '--steps', '1', '--warmup', '0', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const b = JSON.parse(r.stdout) as { backend: string; trainImagesPerSec: number; forwardImagesPerSec: number; parameters: number };
+    expect(b.backend).toBe('wasm');
+    expect(b.trainImagesPerSec).toBeGreaterThan(0);
+    expect(b.forwardImagesPerSec).toBeGreaterThan(0);
+    expect(b.parameters).toBeGreaterThan(0);
   });
 
   it('generates the synthetic dataset and refuses to overwrite it', () => {

@@ -1,0 +1,96 @@
+import * as tf from '@tensorflow/tfjs';
+import { NUM_EXPRESSIONS, NUM_PARTS } from '../data/labels.js';
+import type { Batch } from '../data/types.js';
+import { selectBackend, type BackendRequest } from '../engine/backend.js';
+import type { Variant } from '../model/config.js';
+import { SlferModel } from '../model/slfer.js';
+import { Rng } from '../util/rng.js';
+import { Adam } from './adam.js';
+import { computeGradients, finishStep, readLosses } from './step.js';
+
+export interface BenchTrainOptions {
+  backend: BackendRequest;
+  size: number;
+  batch: number;
+  steps: number;
+  warmup?: number;
+  variant?: Variant;
+  width?: number;
+}
+
+export interface BenchTrainResult {
+  backend: string;
+  variant: Variant;
+  width: number;
+  size: number;
+  batch: number;
+  steps: number;
+  trainImagesPerSec: number;
+  msPerStep: number;
+  forwardImagesPerSec: number;
+  parameters: number;
+}
+
+/**
+ * Training throughput of the full model on one engine: the real step (forward, joint loss,
+ * gradients, Adam, BN statistics) on a fixed random batch, timed after warm-up, so decoding is not
+ * measured. Forward-only (inference) img/s is measured the same way.
+ */
+export async function benchTrain(o: BenchTrainOptions): Promise<BenchTrainResult> {
+  const engine = await selectBackend(o.backend);
+  const variant = o.variant ?? 'proposed';
+  const width = o.width ?? 1;
+  const model = new SlferModel({ variant, width, inputSize: o.size, seReduction: 16, numExpressions: NUM_EXPRESSIONS, numParts: NUM_PARTS }, 0);
+  const adam = new Adam(model.store.params, { beta1: 0.5, beta2: 0.999, epsilon: 1e-8 });
+  const rng = new Rng(0);
+  const n = o.batch * o.size * o.size;
+  const batch: Batch = {
+    size: o.batch,
+    inputSize: o.size,
+    images: Float32Array.from({ length: n * 3 }, () => rng.normal()),
+    labels: Int32Array.from({ length: o.batch }, () => rng.int(NUM_EXPRESSIONS)),
+    masks: Uint8Array.from({ length: n }, () => rng.int(NUM_PARTS)),
+    components: Float32Array.from({ length: o.batch * NUM_PARTS }, () => rng.int(2)),
+    ids: [],
+    skipped: [],
+    waitMs: 0,
+  };
+  const step = async () => {
+    const r = computeGradients(model, batch, { lambdaSeg: 0.5, lambdaCls: 0.5, topN: 4 });
+    adam.apply(r.grads, 1e-4);
+    finishStep(model, r);
+    await readLosses(r.losses);
+  };
+  try {
+    for (let i = 0; i < (o.warmup ?? 2); i++) await step();
+    const t0 = performance.now();
+    for (let i = 0; i < o.steps; i++) await step();
+    const trainMs = (performance.now() - t0) / o.steps;
+    const images = tf.tensor4d(batch.images, [o.batch, o.size, o.size, 3]);
+    const forward = async () => {
+      const logits = tf.tidy(() => model.forward(images, { training: false }, 'expression').expression);
+      await logits.data();
+      logits.dispose();
+    };
+    await forward();
+    const t1 = performance.now();
+    for (let i = 0; i < o.steps; i++) await forward();
+    const forwardMs = (performance.now() - t1) / o.steps;
+    images.dispose();
+    return {
+      backend: engine.backend,
+      variant,
+      width,
+      size: o.size,
+      batch: o.batch,
+      steps: o.steps,
+      trainImagesPerSec: (o.batch * 1000) / trainMs,
+      msPerStep: trainMs,
+      forwardImagesPerSec: (o.batch * 1000) / forwardMs,
+      parameters: model.store.paramCount,
+    };
+  } finally {
+    adam.dispose();
+    model.dispose();
+  }
+}
