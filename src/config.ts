@@ -50,6 +50,8 @@ const ModelSchema = z.strictObject({
     .refine((n) => n % 32 === 0, 'must be a multiple of 32')
     .default(224),
   seReduction: positiveInt.default(16),
+  /** 'batch' (the paper) or 'frozen' (moving statistics only; see ModelConfig.batchNorm). */
+  batchNorm: z.enum(['batch', 'frozen']).default('batch'),
 });
 
 const LossSchema = z.strictObject({

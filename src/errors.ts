@@ -22,7 +22,11 @@ export type SlferErrorCode =
   | 'SLFER_CLUSTER_TRANSPORT'
   | 'SLFER_CLUSTER_RANK_INVALID'
   | 'SLFER_CLUSTER_RENDEZVOUS_TIMEOUT'
-  | 'SLFER_CLUSTER_BENCH_FAILED';
+  | 'SLFER_CLUSTER_BENCH_FAILED'
+  | 'SLFER_CLUSTER_WORKER_FAILED'
+  | 'SLFER_CLUSTER_HEARTBEAT_LOST'
+  | 'SLFER_CLUSTER_DIVERGED'
+  | 'SLFER_CLUSTER_DEVICES';
 
 export class SlferError extends Error {
   readonly code: SlferErrorCode;
@@ -139,5 +143,29 @@ export const errors = {
       `all-reduce benchmark failed: ${problem}`,
       'rebuild (npm run build) and rerun; a wrong result means a bug in the collective layer: report it with the command line',
       { cause },
+    ),
+  clusterWorkerFailed: (rank: number, how: string, lastLines: string[]) =>
+    new SlferError(
+      'SLFER_CLUSTER_WORKER_FAILED',
+      `worker rank ${rank} ${how}${lastLines.length ? `; its last lines of stderr:\n    ${lastLines.join('\n    ')}` : ''}`,
+      'fix what its log shows, then continue from the last checkpoint with --resume <run folder>',
+    ),
+  clusterHeartbeatLost: (rank: number, seconds: number) =>
+    new SlferError(
+      'SLFER_CLUSTER_HEARTBEAT_LOST',
+      `worker rank ${rank} sent no heartbeat for ${seconds.toFixed(1)} s`,
+      'the process hung or its machine is overloaded; continue from the last checkpoint with --resume <run folder>',
+    ),
+  clusterDiverged: (epoch: number, detail: string) =>
+    new SlferError(
+      'SLFER_CLUSTER_DIVERGED',
+      `after epoch ${epoch} the workers' weights differ: ${detail}`,
+      'every rank must run the same engine and the same code; report this with the run folder',
+    ),
+  clusterDevices: (requested: number, available: number, how: string) =>
+    new SlferError(
+      'SLFER_CLUSTER_DEVICES',
+      `--gpus ${requested} asks for more GPUs than this machine has (${available}, from ${how})`,
+      `pass --gpus ${Math.max(1, available)} or fewer, or --workers N for CPU workers`,
     ),
 };

@@ -11,6 +11,12 @@ export interface ModelConfig {
   inputSize: number;
   /** SE bottleneck ratio (Hu et al.: 16). */
   seReduction: number;
+  /**
+   * 'batch': BatchNorm normalises with batch statistics while training (the paper). 'frozen': it
+   * always uses its moving statistics, as when fine-tuning with small batches; the loss is then a
+   * plain mean over samples, so a batch split across workers gives exactly the same gradients.
+   */
+  batchNorm?: 'batch' | 'frozen';
   numExpressions: number;
   numParts: number;
 }

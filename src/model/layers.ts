@@ -8,6 +8,8 @@ import type { ParamStore } from './params.js';
 
 export interface ForwardContext {
   training: boolean;
+  /** Normalise with the moving statistics even while training (frozen BatchNorm). */
+  frozenBatchNorm?: boolean;
   /** Filled in training mode: each BatchNorm's batch mean and (biased) variance, kept past tidy. */
   bnBatchStats?: Map<string, { mean: tf.Tensor1D; variance: tf.Tensor1D; count: number }>;
 }
@@ -37,7 +39,7 @@ export function declareBatchNorm(store: ParamStore, name: string, c: number): vo
 export function batchNorm(store: ParamStore, name: string, x: tf.Tensor4D, ctx: ForwardContext): tf.Tensor4D {
   const gamma = store.get(`${name}.gamma`) as tf.Tensor1D;
   const beta = store.get(`${name}.beta`) as tf.Tensor1D;
-  if (!ctx.training) {
+  if (!ctx.training || ctx.frozenBatchNorm) {
     return tf.batchNorm4d(x, store.get(`${name}.movingMean`) as tf.Tensor1D, store.get(`${name}.movingVar`) as tf.Tensor1D, beta, gamma, BN_EPSILON);
   }
   return batchNormTraining(x, gamma, beta, (mean, variance) =>

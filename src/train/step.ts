@@ -36,7 +36,7 @@ export function batchTensors(model: SlferModel, batch: Batch) {
 export function computeGradients(model: SlferModel, batch: Batch, lossCfg: LossConfig): GradientResult {
   const t = batchTensors(model, batch);
   const bnStats: GradientResult['bnStats'] = new Map();
-  const ctx: ForwardContext = { training: true, bnBatchStats: bnStats };
+  const ctx: ForwardContext = { training: true, bnBatchStats: bnStats, frozenBatchNorm: model.config.batchNorm === 'frozen' };
   let kept: GradientResult['losses'] | undefined;
   const params = model.store.params;
   const { value, grads } = tf.variableGrads(() => {

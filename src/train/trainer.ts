@@ -1,21 +1,20 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { mergeConfig, resolveConfig, type Config, type ConfigInput } from '../config.js';
-import { NUM_EXPRESSIONS, NUM_PARTS } from '../data/labels.js';
 import { applyMaskPolicy } from '../data/mask-policy.js';
 import { openDataset } from '../data/open-dataset.js';
-import { ImagePipeline } from '../data/pipeline.js';
-import { epochIndices } from '../data/sampler.js';
 import type { DatasetSplits, SkippedFile } from '../data/types.js';
 import { selectBackend, type Engine } from '../engine/backend.js';
 import { errors } from '../errors.js';
-import type { ModelConfig } from '../model/config.js';
-import { SlferModel } from '../model/slfer.js';
-import { Adam, learningRate } from './adam.js';
-import { assertSameLayout, loadCheckpoint, saveCheckpoint, type TrainingState } from './checkpoint.js';
-import { evaluateModel } from './evaluate-model.js';
+import type { SlferModel } from '../model/slfer.js';
+import { learningRate } from './adam.js';
+import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import type { EvalResult } from './metrics.js';
+import { modelConfigOf } from './model-config.js';
 import { appendMetrics, readMetrics, RUN_FILES, writeReport, writeRunConfig, type EpochMetrics, type Report } from './run-files.js';
-import { computeGradients, finishStep, readLosses } from './step.js';
+import { TrainingSession, type EpochStats } from './session.js';
+
+export { modelConfigOf };
 
 /** What a caller hears while training runs (the CLI draws its progress from these). */
 export interface TrainEvents {
@@ -46,10 +45,6 @@ export interface TrainResult {
   skipped: SkippedFile[];
 }
 
-export function modelConfigOf(config: Config): ModelConfig {
-  return { ...config.model, numExpressions: NUM_EXPRESSIONS, numParts: NUM_PARTS };
-}
-
 /**
  * Trains SLFER in this process: opens the dataset, picks the engine, then for each epoch runs the
  * worker step (gradients of the joint loss, Adam update, BN statistics), evaluates on the test
@@ -75,92 +70,41 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
   for (const p of engine.passedOver) log(`  passed over ${p.backend}: ${p.reason}`);
 
   const { splits, skipped } = await prepareData(config, log);
-  const model = new SlferModel(modelConfigOf(config), config.train.seed);
-  const adam = new Adam(model.store.params, config.train);
+  const session = new TrainingSession(config, splits);
+  const { model } = session;
   let startEpoch = 0;
-  let step = 0;
   let best = -1;
   if (resumed) {
-    assertSameLayout(resumed.path, { params: model.store.paramSpecs, buffers: model.store.bufferSpecs }, resumed.specs);
-    model.store.write(resumed.params, resumed.buffers);
-    adam.write(resumed.adam);
+    session.restore(resumed);
     startEpoch = resumed.epoch;
-    step = resumed.step;
     best = Math.max(-1, ...readMetrics(runDir).filter((m) => m.epoch <= startEpoch).map((m) => m.testAccuracy));
     log(`resumed from ${resumed.path} after epoch ${startEpoch}`);
   }
   log(`model: SLFER ${config.model.variant}, width ${config.model.width}, ${config.model.inputSize}px, ${model.store.paramCount.toLocaleString('en-US')} parameters`);
   log(`data: ${splits.name} ${splits.train.length} train / ${splits.test.length} test images from ${splits.root}`);
 
-  const pipeline = new ImagePipeline({
-    threads: config.data.threads,
-    prefetch: config.data.prefetch,
-    resize: config.data.resize,
-    inputSize: config.model.inputSize,
-    withMasks: model.parts.st || model.parts.ct,
-    topN: config.loss.topN,
-  });
-  const { epochs, batchSize, seed, milestones, gamma } = config.train;
+  const { epochs, milestones, gamma } = config.train;
+  const checkpointsDir = join(runDir, RUN_FILES.checkpoints);
   let lastCheckpoint = '';
   let bestCheckpoint = '';
   try {
     for (let epoch = startEpoch; epoch < epochs; epoch++) {
       const lr = learningRate(config.train.lr, epoch, milestones, gamma);
-      const order = epochIndices({ n: splits.train.length, epoch, seed, shuffle: true });
-      const steps = Math.floor(order.length / batchSize);
-      options.events?.epochStart?.({ epoch: epoch + 1, epochs, steps, lr });
-      const t0 = performance.now();
-      let waitMs = 0;
-      let images = 0;
-      const sums = { total: 0, expression: 0, segmentation: 0, components: 0 };
-      let epochSkipped = 0;
-      let s = 0;
-      for await (const batch of pipeline.batches(splits.train, order, { batchSize, train: true, hflip: config.data.hflip, seed, epoch, dropLastBatch: true })) {
-        waitMs += batch.waitMs;
-        skipped.push(...batch.skipped);
-        epochSkipped += batch.skipped.length;
-        s++;
-        // BatchNorm needs two samples; a batch emptied by unreadable files is only counted.
-        if (batch.size < 2) continue;
-        const r = computeGradients(model, batch, config.loss);
-        adam.apply(r.grads, lr);
-        finishStep(model, r);
-        const l = await readLosses(r.losses);
-        step++;
-        images += batch.size;
-        for (const k of ['total', 'expression', 'segmentation', 'components'] as const) sums[k] += (l[k] ?? 0) * batch.size;
-        options.events?.step?.({ epoch: epoch + 1, step: s, steps, loss: l.total, images, seconds: (performance.now() - t0) / 1000 });
-        if (options.signal?.aborted) throw errors.aborted(`training (epoch ${epoch + 1}, step ${s})`);
-      }
-      const trainSeconds = (performance.now() - t0) / 1000;
-      const ev = await evaluateModel(model, pipeline, splits.test, batchSize);
+      options.events?.epochStart?.({ epoch: epoch + 1, epochs, steps: session.stepsPerEpoch, lr });
+      const st = await session.trainEpoch(epoch, { onStep: options.events?.step, signal: options.signal });
+      skipped.push(...st.skipped);
+      const ev = await session.evaluate();
       skipped.push(...ev.skipped);
-      const m: EpochMetrics = {
-        epoch: epoch + 1,
-        trainLoss: sums.total / Math.max(1, images),
-        trainLossParts: {
-          expression: sums.expression / Math.max(1, images),
-          ...(model.parts.st ? { segmentation: sums.segmentation / Math.max(1, images) } : {}),
-          ...(model.parts.ct ? { components: sums.components / Math.max(1, images) } : {}),
-        },
-        testAccuracy: ev.accuracy,
-        meanClassAccuracy: ev.meanClassAccuracy,
-        lr,
-        imagesPerSec: images / trainSeconds,
-        epochSeconds: (performance.now() - t0) / 1000,
-        dataWaitSeconds: waitMs / 1000,
-        backend: engine.backend,
-        skipped: epochSkipped + ev.skipped.length,
-      };
+      const m = epochMetrics(st, ev, lr, engine.backend, model.parts);
       const isBest = m.testAccuracy > best;
       if (isBest) best = m.testAccuracy;
-      lastCheckpoint = await checkpoint(join(runDir, RUN_FILES.checkpoints), model, adam, config, { epoch: epoch + 1, step, testAccuracy: m.testAccuracy }, isBest);
+      lastCheckpoint = saveCheckpoint(checkpointsDir, await session.state(epoch + 1, m.testAccuracy), specsOf(model), { keepLast: config.train.keepCheckpoints, best: isBest });
       if (isBest) bestCheckpoint = lastCheckpoint;
       appendMetrics(runDir, m);
       options.events?.epochEnd?.(m);
       if (options.signal?.aborted) throw errors.aborted(`training (after epoch ${epoch + 1})`);
     }
-    const final = await evaluateModel(model, pipeline, splits.test, batchSize);
+    const final = await session.evaluate();
     const metrics = readMetrics(runDir);
     const report: Report = {
       ...final,
@@ -176,11 +120,33 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
     await writeReport(runDir, report);
     return { runDir, report, metrics, engine, lastCheckpoint, bestCheckpoint: bestCheckpoint || lastCheckpoint, skipped: report.skipped };
   } finally {
-    await pipeline.close();
-    adam.dispose();
-    model.dispose();
+    await session.close();
   }
 }
+
+/** One metrics.jsonl line from an epoch's training statistics and its evaluation. */
+export function epochMetrics(st: EpochStats, ev: EvalResult & { skipped: SkippedFile[] }, lr: number, backend: string, parts: { st: boolean; ct: boolean }): EpochMetrics {
+  const per = (x: number) => x / Math.max(1, st.images);
+  return {
+    epoch: st.epoch + 1,
+    trainLoss: per(st.lossSums.total),
+    trainLossParts: {
+      expression: per(st.lossSums.expression),
+      ...(parts.st ? { segmentation: per(st.lossSums.segmentation) } : {}),
+      ...(parts.ct ? { components: per(st.lossSums.components) } : {}),
+    },
+    testAccuracy: ev.accuracy,
+    meanClassAccuracy: ev.meanClassAccuracy,
+    lr,
+    imagesPerSec: st.images / st.seconds,
+    epochSeconds: st.seconds,
+    dataWaitSeconds: st.waitMs / 1000,
+    backend,
+    skipped: st.skipped.length + ev.skipped.length,
+  };
+}
+
+export const specsOf = (model: SlferModel) => ({ params: model.store.paramSpecs, buffers: model.store.bufferSpecs });
 
 /** Opens the dataset and applies the mask policy of the variant. */
 export async function prepareData(config: Config, log: (l: string) => void): Promise<{ splits: DatasetSplits; skipped: SkippedFile[] }> {
@@ -188,29 +154,6 @@ export async function prepareData(config: Config, log: (l: string) => void): Pro
   const model = modelConfigOf(config);
   const needsMasks = model.variant !== 'baseline';
   return applyMaskPolicy(splits, { required: needsMasks, skipMissing: config.data.skipMissingMasks });
-}
-
-async function checkpoint(
-  dir: string,
-  model: SlferModel,
-  adam: Adam,
-  config: Config,
-  at: { epoch: number; step: number; testAccuracy: number },
-  best: boolean,
-): Promise<string> {
-  const { params, buffers } = await model.store.read();
-  const state: TrainingState = {
-    epoch: at.epoch,
-    step: at.step,
-    rng: { seed: config.train.seed, nextEpoch: at.epoch },
-    model: model.config,
-    params,
-    buffers,
-    adam: await adam.read(),
-    testAccuracy: at.testAccuracy,
-    config,
-  };
-  return saveCheckpoint(dir, state, { params: model.store.paramSpecs, buffers: model.store.bufferSpecs }, { keepLast: config.train.keepCheckpoints, best });
 }
 
 function dedupe(list: SkippedFile[]): SkippedFile[] {
