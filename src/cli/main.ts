@@ -10,6 +10,7 @@ import { VARIANTS } from '../model/config.js';
 import { evaluate, predict } from '../train/evaluate.js';
 import type { Report } from '../train/run-files.js';
 import { train } from '../train/trainer.js';
+import { launch } from '../../cluster/coordinator.js';
 import { benchTrain } from '../train/bench-train.js';
 import { progressReporter } from './progress.js';
 
@@ -113,6 +114,71 @@ export function buildProgram(): Command {
         const r = await train({ config, out: flags.out, resume: flags.resume, signal: controller.signal, events: progressReporter() });
         printReport(r.report, join(r.runDir, 'report.json'));
         process.stdout.write(`run folder: ${r.runDir} (metrics.jsonl, checkpoints/, confusion-matrix.png)\n`);
+      } finally {
+        process.off('SIGINT', onSigint);
+      }
+    });
+
+  program
+    .command('launch')
+    .description('data-parallel training: one worker process per GPU (--gpus N) or N CPU workers (--workers N, the default dev mode)')
+    .option('--gpus <n>', 'one worker per GPU, each pinned to its device', int('--gpus'))
+    .option('--workers <n>', 'CPU worker processes (single-node dev mode; default 2)', int('--workers'))
+    .option('-c, --config <file>', 'JSON config (partial; paper defaults fill the rest)', DEFAULT_CONFIG)
+    .option('--data <dir>', 'dataset folder')
+    .addOption(new Option('--dataset <kind>', 'dataset layout').choices(['rafdb', 'sfew', 'synthetic']))
+    .addOption(new Option('--variant <name>', 'ablation variant').choices([...VARIANTS]))
+    .addOption(new Option('--backend <name>', 'tfjs engine of every worker').choices([...BACKENDS]))
+    .option('--epochs <n>', 'epochs to train', int('--epochs'))
+    .option('--batch-size <n>', 'images per step per worker', int('--batch-size'))
+    .option('--lr <x>', 'initial learning rate', num('--lr'))
+    .option('--width <x>', 'channel multiplier', num('--width'))
+    .option('--input-size <px>', 'crop side, a multiple of 32', int('--input-size'))
+    .option('--resize <px>', 'resize side before cropping', int('--resize'))
+    .option('--seed <n>', 'seed', int('--seed'))
+    .option('--threads <n>', 'image decoding threads per worker', int('--threads'))
+    .option('--skip-missing-masks', 'drop images without a semantic mask instead of stopping')
+    .addOption(new Option('--transport <kind>', 'all-reduce transport').choices(['tcp', 'ipc']).default('tcp'))
+    .option('--port <n>', "coordinator's control port (default: any free port)", int('--port'))
+    .option('--bucket-mb <mb>', 'gradient bucket size (MB)', num('--bucket-mb'), 25)
+    .option('--fp16-gradients', 'send gradients in half precision')
+    .option('-o, --out <dir>', 'run folder (default runs/<timestamp>)')
+    .option('--resume <dir>', 'continue a run from its last checkpoint')
+    .action(async (flags: TrainFlags & { gpus?: number; workers?: number; port?: number; transport: 'tcp' | 'ipc'; bucketMb: number; fp16Gradients?: boolean }, cmd: Command) => {
+      const fromFile = cmd.getOptionValueSource('config') === 'default' && !existsSync(flags.config!) ? {} : readConfigFile(flags.config!);
+      resolveConfig(fromFile, flags.config);
+      const config = mergeConfig(fromFile, flagsToConfig(flags)) as ConfigInput;
+      const controller = new AbortController();
+      const onSigint = () => {
+        process.stderr.write('\nstopping the workers (the last checkpoint stays)\n');
+        controller.abort();
+      };
+      process.on('SIGINT', onSigint);
+      const progress = progressReporter();
+      try {
+        const r = await launch({
+          config,
+          gpus: flags.gpus,
+          workers: flags.workers,
+          out: flags.out,
+          resume: flags.resume,
+          transport: flags.transport,
+          port: flags.port,
+          bucketMb: flags.bucketMb,
+          compression: flags.fp16Gradients ? 'fp16' : 'none',
+          signal: controller.signal,
+          events: {
+            ...progress,
+            epochEnd: (m) => {
+              progress.epochEnd?.(m);
+              process.stderr.write(
+                `  ${m.workers} workers: ${m.imagesPerSec.toFixed(1)} img/s global; slowest rank ${m.slowestRank}: compute ${m.computeSeconds?.toFixed(1)} s, all-reduce ${m.allReduceSeconds?.toFixed(1)} s, waiting for data ${m.dataWaitSeconds.toFixed(1)} s\n`,
+              );
+            },
+          },
+        });
+        printReport(r.report, join(r.runDir, 'report.json'));
+        process.stdout.write(`run folder: ${r.runDir} (metrics.jsonl, timings.json, checkpoints/, confusion-matrix.png)\n`);
       } finally {
         process.off('SIGINT', onSigint);
       }

@@ -1,0 +1,383 @@
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { mergeConfig, resolveConfig, type Config, type ConfigInput } from '../src/config.js';
+import { errors, SlferError, type SlferErrorCode } from '../src/errors.js';
+import { loadCheckpoint } from '../src/train/checkpoint.js';
+import { ConfusionMatrix } from '../src/train/metrics.js';
+import { learningRate } from '../src/train/adam.js';
+import { appendMetrics, readMetrics, RUN_FILES, writeReport, writeRunConfig, type EpochMetrics, type Report } from '../src/train/run-files.js';
+import type { TrainEvents } from '../src/train/trainer.js';
+import { writeFileAtomic } from '../src/util/atomic.js';
+import { compiledSibling } from '../src/util/compiled-path.js';
+import { RendezvousServer } from './collective/rendezvous.js';
+import { decode, encode, ENV, type CoordinatorMessage, type EpochReport, type WorkerMessage } from './protocol.js';
+
+export interface LaunchOptions {
+  config?: ConfigInput;
+  /** CPU workers (single-node dev mode). Default 2 when `gpus` is not given. */
+  workers?: number;
+  /** One worker per GPU, each pinned to its device. */
+  gpus?: number;
+  out?: string;
+  /** Run folder or checkpoint to continue from. */
+  resume?: string;
+  transport?: 'tcp' | 'ipc';
+  /** Gradient bucket size in MB (DDP's bucket_cap_mb; default 25). */
+  bucketMb?: number;
+  /** Half-precision gradients on the wire. */
+  compression?: 'none' | 'fp16';
+  /** TCP port of the coordinator's control socket (default: any free port). */
+  port?: number;
+  /** A worker silent for this long is declared lost (default 5 s). */
+  heartbeatTimeoutMs?: number;
+  signal?: AbortSignal;
+  events?: LaunchEvents;
+}
+
+export interface RankTiming {
+  epoch: number;
+  rank: number;
+  seconds: number;
+  computeSeconds: number;
+  allReduceSeconds: number;
+  dataWaitSeconds: number;
+  images: number;
+}
+
+export interface LaunchEvents extends TrainEvents {
+  /** After each epoch: every rank's time split. */
+  timings?(t: RankTiming[]): void;
+}
+
+export interface LaunchResult {
+  runDir: string;
+  report: Report;
+  metrics: EpochMetrics[];
+  lastCheckpoint: string;
+  bestCheckpoint: string;
+  timings: RankTiming[];
+  workers: number;
+  backend: string;
+}
+
+/** GPUs on this machine, from nvidia-smi (none when it is missing). */
+function countGpus(): { count: number; how: string } {
+  const r = spawnSync('nvidia-smi', ['-L'], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) return { count: 0, how: 'nvidia-smi not found or failing' };
+  return { count: r.stdout.split('\n').filter((l) => l.startsWith('GPU ')).length, how: 'nvidia-smi -L' };
+}
+
+interface WorkerProc {
+  rank: number;
+  child: ChildProcess;
+  stderrTail: string[];
+  lastBeat: number;
+  exited: boolean;
+}
+
+/**
+ * `slfer-dist launch`: Ray Train's shape with DDP's mechanics. The coordinator spawns one worker
+ * process per device, runs the rendezvous that gives them their ring, then drives the run epoch by
+ * epoch: workers train their shard with gradients averaged around the ring each step, average BN
+ * statistics, evaluate their share of the test split and report; the coordinator checks that all
+ * ranks hold the same weights, has rank 0 write the checkpoint and writes metrics. A worker that
+ * exits or goes silent ends the run within seconds, with its last words, and no process survives.
+ */
+export async function launch(options: LaunchOptions = {}): Promise<LaunchResult> {
+  const log = options.events?.log ?? (() => {});
+  const started = Date.now();
+  const gpus = options.gpus;
+  const worldSize = gpus ?? options.workers ?? 2;
+  if (!Number.isInteger(worldSize) || worldSize < 1) throw errors.invalidArgument('launch', `${worldSize} workers`, 'pass --workers N or --gpus N with N >= 1');
+  if (gpus !== undefined) {
+    const have = countGpus();
+    if (gpus > have.count) throw errors.clusterDevices(gpus, have.count, have.how);
+  }
+
+  const resumed = options.resume ? loadCheckpoint(options.resume) : undefined;
+  let config: Config = resumed
+    ? resolveConfig(mergeConfig(resumed.config, { train: { epochs: options.config?.train?.epochs } }), 'resumed config')
+    : resolveConfig(options.config ?? {}, 'config');
+  // Dev mode trains on the CPU engine; threads split the cores between the workers' decoders.
+  if (gpus === undefined && config.engine.backend === 'auto') config = { ...config, engine: { backend: 'wasm' } };
+  if (config.data.threads === undefined) config = { ...config, data: { ...config.data, threads: Math.max(1, Math.floor(availableParallelism() / worldSize) - 1) } };
+  const runDir = resolve(options.out ?? (resumed ? dirname(dirname(resumed.path)) : join('runs', new Date().toISOString().replace(/[:.]/g, '-').replace('T', '_').slice(0, 19))));
+  if (!resumed && existsSync(join(runDir, RUN_FILES.metrics))) {
+    throw errors.invalidArgument('run folder', `${runDir} already holds a run`, 'continue it with --resume, or choose another --out');
+  }
+  mkdirSync(runDir, { recursive: true });
+  writeRunConfig(runDir, config);
+
+  const server = new RendezvousServer({ worldSize, port: options.port });
+  const endpoint = await server.bind();
+  const procs: WorkerProc[] = [];
+  let failRun!: (e: SlferError) => void;
+  let failure: SlferError | undefined;
+  const failed = new Promise<never>((_, reject) => {
+    failRun = (e) => {
+      if (failure) return;
+      failure = e;
+      reject(e);
+    };
+  });
+  failed.catch(() => {});
+  const orFail = <T>(p: Promise<T>): Promise<T> => Promise.race([p, failed]);
+  let stopping = false;
+  const onAbort = () => failRun(errors.aborted('the launched run'));
+  options.signal?.addEventListener('abort', onAbort);
+
+  for (let rank = 0; rank < worldSize; rank++) {
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      [ENV.rank]: String(rank),
+      [ENV.worldSize]: String(worldSize),
+      [ENV.coordinator]: endpoint,
+      [ENV.runDir]: runDir,
+      [ENV.transport]: options.transport ?? 'tcp',
+      [ENV.bucketBytes]: String(Math.round((options.bucketMb ?? 25) * 1024 * 1024)),
+      [ENV.compression]: options.compression ?? 'none',
+    };
+    if (resumed) env[ENV.resume] = resumed.path;
+    // Pinning: the tensorflow engine sees only its GPU; Dawn picks among what the driver exposes.
+    if (gpus !== undefined) env.CUDA_VISIBLE_DEVICES = String(rank);
+    const child = fork(compiledSibling(import.meta.url, 'worker.js'), [], { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const proc: WorkerProc = { rank, child, stderrTail: [], lastBeat: Date.now(), exited: false };
+    const keep = (chunk: Buffer) => {
+      for (const line of chunk.toString('utf8').split('\n').filter((l) => l.trim())) {
+        proc.stderrTail.push(line);
+        if (proc.stderrTail.length > 20) proc.stderrTail.shift();
+        if (rank === 0 && /^\[rank 0\] /.test(line)) log(line.replace(/^\[rank 0\] /, ''));
+      }
+    };
+    child.stderr!.on('data', keep);
+    child.stdout!.on('data', keep);
+    child.on('exit', (code, signal) => {
+      proc.exited = true;
+      if (!stopping || code !== 0) {
+        if (!stopping) failRun(errors.clusterWorkerFailed(rank, signal ? `was killed by ${signal}` : `exited with code ${code}`, proc.stderrTail.slice(-10)));
+      }
+    });
+    procs.push(proc);
+  }
+
+  const inbox = new Inbox();
+  const watchdog = setInterval(() => {
+    const now = Date.now();
+    for (const p of procs) {
+      const silent = now - p.lastBeat;
+      if (!p.exited && silent > (options.heartbeatTimeoutMs ?? 5000)) failRun(errors.clusterHeartbeatLost(p.rank, silent / 1000));
+    }
+  }, 250);
+  const send = async (rank: number, m: CoordinatorMessage) => {
+    const reg = server.registrations[rank];
+    if (reg) await server.router.send([reg.routingId, encode(m)]);
+  };
+  const broadcast = async (m: CoordinatorMessage) => {
+    for (let r = 0; r < worldSize; r++) await send(r, m);
+  };
+
+  try {
+    await orFail(server.waitForRanks());
+    for (const p of procs) p.lastBeat = Date.now();
+    void receiveLoop(server, inbox, (m) => {
+      const p = procs[m.rank];
+      if (p) p.lastBeat = Date.now();
+      if (m.type === 'failed') failRun(new SlferError(m.code as SlferErrorCode, `worker rank ${m.rank}: ${m.message}`, m.hint || 'see the worker log above'));
+    });
+    const ready = await orFail(inbox.fromAll('ready', worldSize));
+    const backend = ready[0].backend;
+    log(`launched ${worldSize} workers on ${backend} (${ready[0].reason}); ${ready[0].parameters.toLocaleString('en-US')} parameters; ${ready[0].trainImages} train / ${ready[0].testImages} test images; ${ready[0].stepsPerEpoch} steps per epoch per worker`);
+
+    const { epochs, milestones, gamma, batchSize } = config.train;
+    const startEpoch = resumed?.epoch ?? 0;
+    let best = resumed ? Math.max(-1, ...readMetrics(runDir).filter((m) => m.epoch <= startEpoch).map((m) => m.testAccuracy)) : -1;
+    let lastCheckpoint = '';
+    let bestCheckpoint = '';
+    const timings: RankTiming[] = [];
+    const skipped = new Map<string, { path: string; reason: string }>();
+    let finalEval: ReturnType<ConfusionMatrix['result']> | undefined;
+    for (let epoch = startEpoch; epoch < epochs; epoch++) {
+      const lr = learningRate(config.train.lr, epoch, milestones, gamma);
+      options.events?.epochStart?.({ epoch: epoch + 1, epochs, steps: ready[0].stepsPerEpoch, lr });
+      const t0 = Date.now();
+      inbox.onProgress = (pr) => {
+        // Global progress follows the slowest rank: a synchronous step is as fast as it is.
+        const lag = inbox.progress.reduce((a, b) => (b.step < a.step ? b : a), pr);
+        options.events?.step?.({ epoch: epoch + 1, step: lag.step, steps: lag.steps, loss: pr.loss, images: lag.step * batchSize * worldSize, seconds: (Date.now() - t0) / 1000 });
+      };
+      inbox.progress = [];
+      await orFail(broadcast({ type: 'epoch', epoch }));
+      const done = await orFail(inbox.fromAll('epoch-done', worldSize));
+      const sums = new Set(done.map((d) => d.checksum));
+      if (sums.size !== 1) throw errors.clusterDiverged(epoch + 1, done.map((d) => `rank ${d.rank} ${d.checksum.slice(0, 12)}`).join(', '));
+      const cm = new ConfusionMatrix();
+      for (const d of done) cm.counts.forEach((row, i) => row.forEach((_, j) => (row[j] += d.confusion[i][j])));
+      const ev = cm.result();
+      finalEval = ev;
+      for (const d of done) for (const s of [...d.skipped, ...d.evalSkipped]) skipped.set(s.path, s);
+      const epochTimings = done.map((d) => rankTiming(epoch + 1, d));
+      timings.push(...epochTimings);
+      const m = distributedMetrics(epoch, done, ev, lr, backend, epochTimings);
+      const isBest = m.testAccuracy > best;
+      if (isBest) best = m.testAccuracy;
+      await orFail(send(0, { type: 'checkpoint', epoch: epoch + 1, testAccuracy: m.testAccuracy, best: isBest }));
+      const [ck] = await orFail(inbox.fromRanks('checkpointed', [0]));
+      lastCheckpoint = ck.path;
+      if (isBest) bestCheckpoint = ck.path;
+      appendMetrics(runDir, m);
+      writeFileAtomic(join(runDir, 'timings.json'), JSON.stringify(timings, null, 1) + '\n');
+      options.events?.epochEnd?.(m);
+      options.events?.timings?.(epochTimings);
+      log(`  checksum ${done[0].checksum.slice(0, 16)} equal on all ${worldSize} ranks`);
+    }
+    const metrics = readMetrics(runDir);
+    const evalResult = finalEval ?? new ConfusionMatrix().result();
+    const report: Report = {
+      ...evalResult,
+      skipped: [...skipped.values()],
+      variant: config.model.variant,
+      backend,
+      dataset: config.data.dataset,
+      epochs,
+      trainImagesPerSec: metrics.length ? metrics.reduce((a, x) => a + x.imagesPerSec, 0) / metrics.length : 0,
+      elapsedSeconds: (Date.now() - started) / 1000,
+      checkpoint: lastCheckpoint,
+    };
+    await writeReport(runDir, report);
+    stopping = true;
+    await broadcast({ type: 'stop' });
+    await waitForExit(procs, 10_000);
+    return { runDir, report, metrics, lastCheckpoint, bestCheckpoint: bestCheckpoint || lastCheckpoint, timings, workers: worldSize, backend };
+  } finally {
+    stopping = true;
+    clearInterval(watchdog);
+    options.signal?.removeEventListener('abort', onAbort);
+    await killAll(procs);
+    inbox.close();
+    server.close();
+  }
+}
+
+function rankTiming(epoch: number, d: EpochReport & { rank: number }): RankTiming {
+  return {
+    epoch,
+    rank: d.rank,
+    seconds: d.seconds,
+    computeSeconds: d.computeMs / 1000,
+    allReduceSeconds: d.reduceMs / 1000,
+    dataWaitSeconds: d.waitMs / 1000,
+    images: d.images,
+  };
+}
+
+function distributedMetrics(
+  epoch: number,
+  done: (EpochReport & { rank: number })[],
+  ev: ReturnType<ConfusionMatrix['result']>,
+  lr: number,
+  backend: string,
+  t: RankTiming[],
+): EpochMetrics {
+  const images = done.reduce((a, d) => a + d.images, 0);
+  const seconds = Math.max(...done.map((d) => d.seconds));
+  const per = (k: keyof EpochReport['lossSums']) => done.reduce((a, d) => a + d.lossSums[k], 0) / Math.max(1, images);
+  const slowest = t.reduce((a, b) => (b.seconds > a.seconds ? b : a));
+  return {
+    epoch: epoch + 1,
+    trainLoss: per('total'),
+    trainLossParts: { expression: per('expression'), segmentation: per('segmentation'), components: per('components') },
+    testAccuracy: ev.accuracy,
+    meanClassAccuracy: ev.meanClassAccuracy,
+    lr,
+    imagesPerSec: images / seconds,
+    epochSeconds: seconds,
+    dataWaitSeconds: Math.max(...t.map((x) => x.dataWaitSeconds)),
+    backend,
+    skipped: done.reduce((a, d) => a + d.skipped.length + d.evalSkipped.length, 0),
+    workers: done.length,
+    computeSeconds: Math.max(...t.map((x) => x.computeSeconds)),
+    allReduceSeconds: Math.max(...t.map((x) => x.allReduceSeconds)),
+    slowestRank: slowest.rank,
+  };
+}
+
+type Of<T extends WorkerMessage['type']> = Extract<WorkerMessage, { type: T }>;
+
+/** Messages from workers, waited for by type and rank. */
+class Inbox {
+  private readonly waiting: { type: WorkerMessage['type']; ranks: Set<number>; got: WorkerMessage[]; resolve: (m: WorkerMessage[]) => void }[] = [];
+  private readonly early: WorkerMessage[] = [];
+  progress: Of<'progress'>[] = [];
+  onProgress: (p: Of<'progress'>) => void = () => {};
+  closed = false;
+
+  deliver(m: WorkerMessage): void {
+    if (m.type === 'progress') {
+      this.progress[m.rank] = m;
+      this.onProgress(m);
+      return;
+    }
+    if (m.type === 'heartbeat' || m.type === 'failed') return;
+    const w = this.waiting.find((x) => x.type === m.type && x.ranks.has(m.rank));
+    if (!w) {
+      this.early.push(m);
+      return;
+    }
+    w.ranks.delete(m.rank);
+    w.got.push(m);
+    if (w.ranks.size === 0) {
+      this.waiting.splice(this.waiting.indexOf(w), 1);
+      w.resolve(w.got.sort((a, b) => a.rank - b.rank));
+    }
+  }
+
+  fromAll<T extends WorkerMessage['type']>(type: T, worldSize: number): Promise<Of<T>[]> {
+    return this.fromRanks(type, Array.from({ length: worldSize }, (_, i) => i));
+  }
+
+  fromRanks<T extends WorkerMessage['type']>(type: T, ranks: number[]): Promise<Of<T>[]> {
+    return new Promise((resolve) => {
+      const w = { type, ranks: new Set(ranks), got: [] as WorkerMessage[], resolve: resolve as (m: WorkerMessage[]) => void };
+      this.waiting.push(w);
+      for (const m of this.early.splice(0)) this.deliver(m);
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+}
+
+async function receiveLoop(server: RendezvousServer, inbox: Inbox, onAny: (m: WorkerMessage) => void): Promise<void> {
+  try {
+    for (;;) {
+      const [, payload] = await server.router.receive();
+      let m: WorkerMessage;
+      try {
+        m = decode<WorkerMessage>(payload);
+      } catch {
+        continue;
+      }
+      if (typeof m?.rank !== 'number') continue;
+      onAny(m);
+      inbox.deliver(m);
+    }
+  } catch {
+    // The router closed: the run is over.
+  }
+}
+
+async function waitForExit(procs: WorkerProc[], ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (procs.some((p) => !p.exited) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+}
+
+/** SIGTERM, then SIGKILL for whatever is still there after 3 s: no worker outlives the run. */
+async function killAll(procs: WorkerProc[]): Promise<void> {
+  for (const p of procs) if (!p.exited) p.child.kill('SIGTERM');
+  await waitForExit(procs, 3000);
+  for (const p of procs) if (!p.exited) p.child.kill('SIGKILL');
+  await waitForExit(procs, 2000);
+}

@@ -1,0 +1,29 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { Dealer } from 'zeromq';
+import { encode } from './protocol.js';
+
+/**
+ * A worker's pulse, on a thread of its own: the main thread spends whole steps inside synchronous
+ * engine calls, so a timer there would fall silent exactly when a slow step makes the coordinator
+ * look. A hung process stops this thread too; a crashed one closes the socket.
+ */
+const { endpoint, rank, intervalMs } = workerData as { endpoint: string; rank: number; intervalMs: number };
+const dealer = new Dealer({ linger: 0, sendTimeout: intervalMs });
+dealer.connect(endpoint);
+const beat = encode({ type: 'heartbeat', rank });
+let sending = false;
+const timer = setInterval(() => {
+  if (sending) return;
+  sending = true;
+  dealer.send(beat).then(
+    () => (sending = false),
+    () => (sending = false),
+  );
+}, intervalMs);
+parentPort?.on('message', (m) => {
+  if (m === 'stop') {
+    clearInterval(timer);
+    dealer.close();
+    parentPort?.close();
+  }
+});
