@@ -11,6 +11,7 @@ import { evaluate, predict } from '../train/evaluate.js';
 import type { Report } from '../train/run-files.js';
 import { train } from '../train/trainer.js';
 import { launch } from '../../cluster/coordinator.js';
+import { benchScaling } from '../../cluster/bench/scaling.js';
 import { benchTrain } from '../train/bench-train.js';
 import { progressReporter } from './progress.js';
 
@@ -259,6 +260,36 @@ export function buildProgram(): Command {
           `${r.backend}: SLFER ${r.variant} width ${r.width} (${r.parameters.toLocaleString('en-US')} parameters), ${r.size}px, batch ${r.batch}: ` +
             `train ${r.trainImagesPerSec.toFixed(2)} img/s (${r.msPerStep.toFixed(0)} ms/step), forward ${r.forwardImagesPerSec.toFixed(1)} img/s\n`,
         );
+    });
+
+  bench
+    .command('scaling')
+    .description('training img/s of the real model per worker count (ring all-reduce), scaling efficiency, JSON and a plot')
+    .option('--workers <list>', 'worker counts, comma-separated', (v: string) => v.split(',').map(Number), [1, 2, 4])
+    .addOption(new Option('--backend <name>', 'tfjs engine of every worker').choices([...BACKENDS]).default('wasm'))
+    .option('--size <px>', 'input side, a multiple of 32', int('--size'), 64)
+    .option('--batch <n>', 'images per step per worker', int('--batch'), 16)
+    .option('--steps <n>', 'timed steps', int('--steps'), 10)
+    .option('--warmup <n>', 'untimed steps first', int('--warmup'), 2)
+    .option('--width <x>', 'channel multiplier (1 = the paper network)', num('--width'), 0.125)
+    .addOption(new Option('--variant <name>', 'ablation variant').choices([...VARIANTS]).default('proposed'))
+    .addOption(new Option('--transport <kind>', 'all-reduce transport').choices(['tcp', 'ipc']).default('tcp'))
+    .option('-o, --out <dir>', 'where to write scaling.json and scaling.png', 'runs/bench-scaling')
+    .option('--json', 'print JSON')
+    .action(async (f: { workers: number[]; backend: BackendRequest; size: number; batch: number; steps: number; warmup: number; width: number; variant: (typeof VARIANTS)[number]; transport: 'tcp' | 'ipc'; out: string; json?: boolean }) => {
+      const r = await benchScaling(f);
+      if (f.json) {
+        process.stdout.write(JSON.stringify(r) + '\n');
+        return;
+      }
+      process.stdout.write(`SLFER ${r.variant} width ${r.width}, ${r.size}px, batch ${r.batch} per worker, on ${r.backend}:\n`);
+      process.stdout.write('workers  img/s    ms/step  compute  all-reduce  efficiency\n');
+      for (const x of r.rows) {
+        process.stdout.write(
+          `${String(x.workers).padStart(7)}  ${x.imagesPerSec.toFixed(1).padStart(6)}  ${x.msPerStep.toFixed(0).padStart(7)}  ${x.computeMsPerStep.toFixed(0).padStart(7)}  ${x.allReduceMsPerStep.toFixed(0).padStart(10)}  ${(x.efficiency * 100).toFixed(0).padStart(9)}%\n`,
+        );
+      }
+      process.stdout.write(`wrote ${join(f.out, 'scaling.json')} and ${join(f.out, 'scaling.png')}\n`);
     });
 
   return program;

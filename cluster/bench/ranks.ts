@@ -1,0 +1,66 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { errors, SlferError, type SlferErrorCode } from '../../src/errors.js';
+import { RendezvousServer } from '../collective/rendezvous.js';
+
+/** What a benchmark rank sends its parent over the fork IPC channel. */
+export type RankMessage<R> = { type: 'result'; rank: number; result: R } | { type: 'error'; rank: number; code?: string; message: string; hint?: string };
+
+/**
+ * Runs one benchmark process per rank: a rendezvous server for their ring, `entry` forked with
+ * `configOf(rank, coordinator)` as argv[2] (JSON), and each rank's result back over IPC. Rejects
+ * on the first failure or after deadlineMs; every child is gone when it settles.
+ */
+export async function runRanks<C, R>(entry: string, worldSize: number, configOf: (rank: number, coordinator: string) => C, deadlineMs: number): Promise<{ results: R[]; pids: number[] }> {
+  const server = new RendezvousServer({ worldSize, timeoutMs: Math.min(deadlineMs, 120_000) });
+  const coordinator = await server.bind();
+  const children: ChildProcess[] = [];
+  const exited: Promise<void>[] = [];
+  const results = new Map<number, R>();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      timer = setTimeout(() => reject(errors.clusterBenchFailed(`not finished after ${Math.round(deadlineMs / 1000)} s`)), deadlineMs);
+      server.waitForRanks().catch(reject);
+      for (let rank = 0; rank < worldSize; rank++) {
+        const child = fork(entry, [JSON.stringify(configOf(rank, coordinator))], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+        children.push(child);
+        exited.push(new Promise((done) => child.once('exit', () => done())));
+        child.on('error', (e) => reject(errors.clusterBenchFailed(`rank ${rank} could not run`, e)));
+        child.on('message', (m: RankMessage<R>) => {
+          if (m.type === 'error') reject(m.code ? new SlferError(m.code as SlferErrorCode, m.message, m.hint ?? '') : errors.clusterBenchFailed(`rank ${rank}: ${m.message}`));
+          else {
+            results.set(m.rank, m.result);
+            if (results.size === worldSize) resolve();
+          }
+        });
+        child.on('exit', (code, signal) => {
+          if (!results.has(rank)) reject(errors.clusterBenchFailed(`rank ${rank} (pid ${child.pid}) exited (${signal ?? `code ${code}`}) before reporting`));
+        });
+      }
+    });
+    await Promise.race([Promise.all(exited), new Promise((r) => setTimeout(r, 5000).unref())]);
+  } finally {
+    clearTimeout(timer);
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    await Promise.all(exited);
+    server.close();
+  }
+  return { results: Array.from({ length: worldSize }, (_, r) => results.get(r)!), pids: children.map((c) => c.pid!) };
+}
+
+/** The rank side: run `main`, report its result or its error to the parent, exit. */
+export function rankMain<C, R>(main: (cfg: C) => Promise<R>): void {
+  const cfg = JSON.parse(process.argv[2] ?? '{}') as C & { rank: number };
+  const send = (m: RankMessage<R>) => new Promise<void>((resolve) => process.send!(m, () => resolve()));
+  main(cfg).then(
+    async (result) => {
+      await send({ type: 'result', rank: cfg.rank, result });
+      process.disconnect();
+    },
+    async (e: unknown) => {
+      const s = e instanceof SlferError ? { code: e.code, message: e.message, hint: e.hint } : { message: e instanceof Error ? (e.stack ?? e.message) : String(e) };
+      await send({ type: 'error', rank: cfg.rank, ...s });
+      process.exit(1);
+    },
+  );
+}
