@@ -8,7 +8,7 @@ import { loadCheckpoint } from '../src/train/checkpoint.js';
 import { ConfusionMatrix } from '../src/train/metrics.js';
 import { learningRate } from '../src/train/adam.js';
 import { appendMetrics, readMetrics, RUN_FILES, writeReport, writeRunConfig, type EpochMetrics, type Report } from '../src/train/run-files.js';
-import type { TrainEvents } from '../src/train/trainer.js';
+import { prepareData, type TrainEvents } from '../src/train/trainer.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
 import { compiledSibling } from '../src/util/compiled-path.js';
 import { RendezvousServer } from './collective/rendezvous.js';
@@ -109,6 +109,9 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
   }
   mkdirSync(runDir, { recursive: true });
   writeRunConfig(runDir, config);
+  // Once, here: generates the synthetic set if needed (workers racing to write it would collide)
+  // and stops on bad labels or missing masks before any worker starts.
+  await prepareData(config, log);
 
   const server = new RendezvousServer({ worldSize, port: options.port });
   const endpoint = await server.bind();
