@@ -5,6 +5,7 @@
  *   const { report, runDir } = await train({ config: { model: { variant: 'proposed' } } });
  */
 export { train, type TrainOptions, type TrainResult, type TrainEvents } from './train/trainer.js';
+export { launch, type LaunchOptions, type LaunchResult, type LaunchEvents, type RankTiming } from '../cluster/coordinator.js';
 export { evaluate, predict, type EvaluateOptions, type PredictOptions, type Prediction } from './train/evaluate.js';
 export { synthesize, type SynthesizeOptions, type SynthesizeResult } from './data/synth/synthesize.js';
 export { resolveConfig, readConfigFile, mergeConfig, ConfigSchema, type Config, type ConfigInput } from './config.js';
