@@ -3,11 +3,11 @@
  * batch, gradients averaged over the ring as in `launch`, timed after warm-up.
  */
 import { NUM_EXPRESSIONS, NUM_PARTS } from '../../src/data/labels.js';
-import type { Batch } from '../../src/data/types.js';
 import { selectBackend, type BackendRequest } from '../../src/engine/backend.js';
 import type { Variant } from '../../src/model/config.js';
 import { SlferModel } from '../../src/model/slfer.js';
 import { Adam } from '../../src/train/adam.js';
+import { randomBatch } from '../../src/train/bench-train.js';
 import { computeGradients, finishStep, readLosses } from '../../src/train/step.js';
 import { Rng } from '../../src/util/rng.js';
 import { rendezvous } from '../collective/rendezvous.js';
@@ -44,19 +44,7 @@ rankMain<ScalingRankConfig, ScalingRankResult>(async (c) => {
   const model = new SlferModel({ variant: c.variant, width: c.width, inputSize: c.size, seReduction: 16, numExpressions: NUM_EXPRESSIONS, numParts: NUM_PARTS }, 0);
   const adam = new Adam(model.store.params, { beta1: 0.5, beta2: 0.999, epsilon: 1e-8 });
   const reducer = new RingGradientReducer(ring, model.store.params.map((p) => p.shape), 25 * 1024 * 1024);
-  const rng = new Rng(c.rank);
-  const n = c.batch * c.size * c.size;
-  const batch: Batch = {
-    size: c.batch,
-    inputSize: c.size,
-    images: Float32Array.from({ length: n * 3 }, () => rng.normal()),
-    labels: Int32Array.from({ length: c.batch }, () => rng.int(NUM_EXPRESSIONS)),
-    masks: Uint8Array.from({ length: n }, () => rng.int(NUM_PARTS)),
-    components: Float32Array.from({ length: c.batch * NUM_PARTS }, () => rng.int(2)),
-    ids: [],
-    skipped: [],
-    waitMs: 0,
-  };
+  const batch = randomBatch(new Rng(c.rank), c.batch, c.size);
   let computeMs = 0;
   let reduceMs = 0;
   let t0 = 0;

@@ -76,34 +76,42 @@ function printReport(r: Report, where?: string): void {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
-export function buildProgram(): Command {
-  const program = new Command('slfer-dist')
-    .description('Train and run SLFER (SE-ResNet18 + segmentation and part-presence tasks) for facial expression recognition on TensorFlow.js')
-    .showHelpAfterError();
-
-  program
-    .command('train')
-    .description('train SLFER in this process (default: the synthetic dataset, proposed variant, best engine available)')
+/** The options train and launch share: the config file and the fields flags may override. */
+function withTrainingOptions(cmd: Command): Command {
+  return cmd
     .option('-c, --config <file>', 'JSON config (partial; paper defaults fill the rest)', DEFAULT_CONFIG)
     .option('--data <dir>', 'dataset folder (RAF-DB or SFEW layout; for synthetic, where to generate it)')
     .addOption(new Option('--dataset <kind>', 'dataset layout').choices(['rafdb', 'sfew', 'synthetic']))
     .addOption(new Option('--variant <name>', 'ablation variant (paper Table 1)').choices([...VARIANTS]))
     .addOption(new Option('--backend <name>', 'tfjs engine').choices([...BACKENDS]))
     .option('--epochs <n>', 'epochs to train', int('--epochs'))
-    .option('--batch-size <n>', 'images per step', int('--batch-size'))
+    .option('--batch-size <n>', 'images per step (per worker with launch)', int('--batch-size'))
     .option('--lr <x>', 'initial learning rate', num('--lr'))
     .option('--width <x>', 'channel multiplier (1 = the paper network)', num('--width'))
     .option('--input-size <px>', 'crop side, a multiple of 32', int('--input-size'))
     .option('--resize <px>', 'resize side before cropping', int('--resize'))
     .option('--seed <n>', 'seed for initialisation, order and augmentation', int('--seed'))
-    .option('--threads <n>', 'image decoding threads', int('--threads'))
+    .option('--threads <n>', 'image decoding threads (per worker with launch)', int('--threads'))
     .option('--skip-missing-masks', 'drop images without a semantic mask instead of stopping')
     .option('-o, --out <dir>', 'run folder (default runs/<timestamp>)')
-    .option('--resume <dir>', 'continue a run from its last checkpoint (a run or checkpoint folder)')
+    .option('--resume <dir>', 'continue a run from its last checkpoint (a run or checkpoint folder)');
+}
+
+/** The config file overlaid with the flags; a bad field is reported against the file it is in. */
+function configFromFlags(flags: TrainFlags, cmd: Command): ConfigInput {
+  const fromFile = cmd.getOptionValueSource('config') === 'default' && !existsSync(flags.config!) ? {} : readConfigFile(flags.config!);
+  resolveConfig(fromFile, flags.config);
+  return mergeConfig(fromFile, flagsToConfig(flags)) as ConfigInput;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('slfer-dist')
+    .description('Train and run SLFER (SE-ResNet18 + segmentation and part-presence tasks) for facial expression recognition on TensorFlow.js')
+    .showHelpAfterError();
+
+  withTrainingOptions(program.command('train').description('train SLFER in this process (default: the synthetic dataset, proposed variant, best engine available)'))
     .action(async (flags: TrainFlags, cmd: Command) => {
-      const fromFile = cmd.getOptionValueSource('config') === 'default' && !existsSync(flags.config!) ? {} : readConfigFile(flags.config!);
-      resolveConfig(fromFile, flags.config); // name the file, not the flags, when the file is wrong
-      const config = mergeConfig(fromFile, flagsToConfig(flags)) as ConfigInput;
+      const config = configFromFlags(flags, cmd);
       const controller = new AbortController();
       const onSigint = () => {
         if (controller.signal.aborted) process.exit(130);
@@ -120,35 +128,19 @@ export function buildProgram(): Command {
       }
     });
 
-  program
-    .command('launch')
-    .description('data-parallel training: one worker process per GPU (--gpus N) or N CPU workers (--workers N, the default dev mode)')
-    .option('--gpus <n>', 'one worker per GPU, each pinned to its device', int('--gpus'))
-    .option('--workers <n>', 'CPU worker processes (single-node dev mode; default 2)', int('--workers'))
-    .option('-c, --config <file>', 'JSON config (partial; paper defaults fill the rest)', DEFAULT_CONFIG)
-    .option('--data <dir>', 'dataset folder')
-    .addOption(new Option('--dataset <kind>', 'dataset layout').choices(['rafdb', 'sfew', 'synthetic']))
-    .addOption(new Option('--variant <name>', 'ablation variant').choices([...VARIANTS]))
-    .addOption(new Option('--backend <name>', 'tfjs engine of every worker').choices([...BACKENDS]))
-    .option('--epochs <n>', 'epochs to train', int('--epochs'))
-    .option('--batch-size <n>', 'images per step per worker', int('--batch-size'))
-    .option('--lr <x>', 'initial learning rate', num('--lr'))
-    .option('--width <x>', 'channel multiplier', num('--width'))
-    .option('--input-size <px>', 'crop side, a multiple of 32', int('--input-size'))
-    .option('--resize <px>', 'resize side before cropping', int('--resize'))
-    .option('--seed <n>', 'seed', int('--seed'))
-    .option('--threads <n>', 'image decoding threads per worker', int('--threads'))
-    .option('--skip-missing-masks', 'drop images without a semantic mask instead of stopping')
+  withTrainingOptions(
+    program
+      .command('launch')
+      .description('data-parallel training: one worker process per GPU (--gpus N) or N CPU workers (--workers N, the default dev mode)')
+      .option('--gpus <n>', 'one worker per GPU, each pinned to its device', int('--gpus'))
+      .option('--workers <n>', 'CPU worker processes (single-node dev mode; default 2)', int('--workers')),
+  )
     .addOption(new Option('--transport <kind>', 'all-reduce transport').choices(['tcp', 'ipc']).default('tcp'))
     .option('--port <n>', "coordinator's control port (default: any free port)", int('--port'))
     .option('--bucket-mb <mb>', 'gradient bucket size (MB)', num('--bucket-mb'), 25)
     .option('--fp16-gradients', 'send gradients in half precision')
-    .option('-o, --out <dir>', 'run folder (default runs/<timestamp>)')
-    .option('--resume <dir>', 'continue a run from its last checkpoint')
     .action(async (flags: TrainFlags & { gpus?: number; workers?: number; port?: number; transport: 'tcp' | 'ipc'; bucketMb: number; fp16Gradients?: boolean }, cmd: Command) => {
-      const fromFile = cmd.getOptionValueSource('config') === 'default' && !existsSync(flags.config!) ? {} : readConfigFile(flags.config!);
-      resolveConfig(fromFile, flags.config);
-      const config = mergeConfig(fromFile, flagsToConfig(flags)) as ConfigInput;
+      const config = configFromFlags(flags, cmd);
       const controller = new AbortController();
       const onSigint = () => {
         process.stderr.write('\nstopping the workers (the last checkpoint stays)\n');

@@ -31,6 +31,22 @@ export interface BenchTrainResult {
   parameters: number;
 }
 
+/** A batch of random images, labels, masks and component labels: what a benchmark step needs. */
+export function randomBatch(rng: Rng, size: number, inputSize: number): Batch {
+  const n = size * inputSize * inputSize;
+  return {
+    size,
+    inputSize,
+    images: Float32Array.from({ length: n * 3 }, () => rng.normal()),
+    labels: Int32Array.from({ length: size }, () => rng.int(NUM_EXPRESSIONS)),
+    masks: Uint8Array.from({ length: n }, () => rng.int(NUM_PARTS)),
+    components: Float32Array.from({ length: size * NUM_PARTS }, () => rng.int(2)),
+    ids: [],
+    skipped: [],
+    waitMs: 0,
+  };
+}
+
 /**
  * Training throughput of the full model on one engine: the real step (forward, joint loss,
  * gradients, Adam, BN statistics) on a fixed random batch, timed after warm-up, so decoding is not
@@ -42,19 +58,7 @@ export async function benchTrain(o: BenchTrainOptions): Promise<BenchTrainResult
   const width = o.width ?? 1;
   const model = new SlferModel({ variant, width, inputSize: o.size, seReduction: 16, numExpressions: NUM_EXPRESSIONS, numParts: NUM_PARTS }, 0);
   const adam = new Adam(model.store.params, { beta1: 0.5, beta2: 0.999, epsilon: 1e-8 });
-  const rng = new Rng(0);
-  const n = o.batch * o.size * o.size;
-  const batch: Batch = {
-    size: o.batch,
-    inputSize: o.size,
-    images: Float32Array.from({ length: n * 3 }, () => rng.normal()),
-    labels: Int32Array.from({ length: o.batch }, () => rng.int(NUM_EXPRESSIONS)),
-    masks: Uint8Array.from({ length: n }, () => rng.int(NUM_PARTS)),
-    components: Float32Array.from({ length: o.batch * NUM_PARTS }, () => rng.int(2)),
-    ids: [],
-    skipped: [],
-    waitMs: 0,
-  };
+  const batch = randomBatch(new Rng(0), o.batch, o.size);
   const step = async () => {
     const r = computeGradients(model, batch, { lambdaSeg: 0.5, lambdaCls: 0.5, topN: 4 });
     adam.apply(r.grads, 1e-4);
