@@ -11,6 +11,7 @@ import { appendMetrics, readMetrics, RUN_FILES, writeReport, writeRunConfig, typ
 import { prepareData, type TrainEvents } from '../src/train/trainer.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
 import { compiledSibling } from '../src/util/compiled-path.js';
+import { RING_EXEC_ARGV, ringProcessEnv } from './collective/process-setup.js';
 import { RendezvousServer } from './collective/rendezvous.js';
 import { decode, encode, ENV, type CoordinatorMessage, type EpochReport, type WorkerMessage } from './protocol.js';
 
@@ -133,7 +134,7 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
 
   for (let rank = 0; rank < worldSize; rank++) {
     const env: NodeJS.ProcessEnv = {
-      ...process.env,
+      ...ringProcessEnv(),
       [ENV.rank]: String(rank),
       [ENV.worldSize]: String(worldSize),
       [ENV.coordinator]: endpoint,
@@ -145,7 +146,7 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
     if (resumed) env[ENV.resume] = resumed.path;
     // Pinning: the tensorflow engine sees only its GPU; Dawn picks among what the driver exposes.
     if (gpus !== undefined) env.CUDA_VISIBLE_DEVICES = String(rank);
-    const child = fork(compiledSibling(import.meta.url, 'worker.js'), [], { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const child = fork(compiledSibling(import.meta.url, 'worker.js'), [], { env, execArgv: [...RING_EXEC_ARGV], stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     const proc: WorkerProc = { rank, child, stderrTail: [], lastBeat: Date.now(), exited: false };
     const keep = (chunk: Buffer) => {
       for (const line of chunk.toString('utf8').split('\n').filter((l) => l.trim())) {

@@ -1,5 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { errors, SlferError, type SlferErrorCode } from '../../src/errors.js';
+import { RING_EXEC_ARGV, ringProcessEnv } from '../collective/process-setup.js';
 import { RendezvousServer } from '../collective/rendezvous.js';
 
 /** What a benchmark rank sends its parent over the fork IPC channel. */
@@ -22,7 +23,7 @@ export async function runRanks<C, R>(entry: string, worldSize: number, configOf:
       timer = setTimeout(() => reject(errors.clusterBenchFailed(`not finished after ${Math.round(deadlineMs / 1000)} s`)), deadlineMs);
       server.waitForRanks().catch(reject);
       for (let rank = 0; rank < worldSize; rank++) {
-        const child = fork(entry, [JSON.stringify(configOf(rank, coordinator))], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+        const child = fork(entry, [JSON.stringify(configOf(rank, coordinator))], { execArgv: [...RING_EXEC_ARGV], env: ringProcessEnv(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
         children.push(child);
         exited.push(new Promise((done) => child.once('exit', () => done())));
         child.on('error', (e) => reject(errors.clusterBenchFailed(`rank ${rank} could not run`, e)));

@@ -12,6 +12,7 @@ import type { Report } from '../train/run-files.js';
 import { train } from '../train/trainer.js';
 import { launch } from '../../cluster/coordinator.js';
 import { benchScaling } from '../../cluster/bench/scaling.js';
+import { registerBenchAllReduce } from '../../cluster/bench/cli.js';
 import { benchTrain } from '../train/bench-train.js';
 import { progressReporter } from './progress.js';
 
@@ -233,6 +234,7 @@ export function buildProgram(): Command {
     });
 
   const bench = program.command('bench').description('benchmarks (commands, not tests)');
+  registerBenchAllReduce(bench);
   bench
     .command('train')
     .description('training img/s of the full SLFER model on one engine (fixed batch, after warm-up)')
