@@ -1,6 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { errors, SlferError, type SlferErrorCode } from '../../src/errors.js';
 import { compiledSibling } from '../../src/util/compiled-path.js';
+import { RING_EXEC_ARGV, ringProcessEnv } from '../collective/process-setup.js';
 import { RendezvousServer } from '../collective/rendezvous.js';
 import type { WorkerConfig, WorkerMessage } from './allreduce-worker.js';
 
@@ -78,7 +79,8 @@ export async function benchAllReduce(opts: BenchAllReduceOptions): Promise<Bench
       server.waitForRanks().catch(fail);
       for (let rank = 0; rank < workers; rank++) {
         const cfg: WorkerConfig = { rank, worldSize: workers, coordinator, elements, transport: opts.transport, compression, reps, warmup, chunkBytes: opts.chunkBytes, timeoutMs };
-        const child = fork(entry, [JSON.stringify(cfg)], { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+        // started as a training worker should be: see process-setup.ts
+        const child = fork(entry, [JSON.stringify(cfg)], { execArgv: [...RING_EXEC_ARGV], env: ringProcessEnv(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
         children.push(child);
         exited.push(
           new Promise((done) => {

@@ -46,12 +46,12 @@ export function registerBenchAllReduce(parent: Command): Command {
     .command('allreduce')
     .description('time a ring all-reduce between worker processes on this machine (nccl-tests bandwidths)')
     .option('--workers <n>', 'worker processes', positiveInt('--workers'), 2)
-    .option('--mb <size>', 'buffer size in MB of float32 (default: the SLFER gradient)', nonNegative('--mb'), SLFER_GRADIENT_MB)
+    .option('--mb <size>', 'buffer size in MB of float32 (54.887484 = the SLFER gradient, 13,721,871 float32)', nonNegative('--mb'), SLFER_GRADIENT_MB)
     .addOption(new Option('--transport <kind>', 'ZeroMQ transport').choices(['tcp', 'ipc']).default('tcp'))
     .option('--reps <n>', 'timed repetitions', positiveInt('--reps'), 10)
     .option('--warmup <n>', 'untimed repetitions first', nonNegativeInt('--warmup'), 2)
     .addOption(new Option('--compression <kind>', 'wire format').choices(['none', 'fp16']).default('none'))
-    .option('--chunk-kb <n>', 'pipeline chunk in KiB (default 2048)', positiveInt('--chunk-kb'))
+    .option('--chunk-kb <n>', 'pipeline chunk in KiB (default 1024)', positiveInt('--chunk-kb'))
     .option('--json', 'print the result as JSON')
     .action(async (f: Flags) => {
       const r = await benchAllReduce({

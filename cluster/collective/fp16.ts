@@ -11,6 +11,13 @@ const u32 = new Uint32Array(f32.buffer);
 /** Half bits of a float32 given as its raw bits, rounded to nearest even. */
 function halfFromBits(x: number): number {
   const sign = (x >>> 16) & 0x8000;
+  const u = x & 0x7fffffff;
+  if (u >= 0x38800000 && u < 0x47800000) {
+    // The common case, a normal half (2^-14 <= |x| < 2^16): rebias the exponent and round to
+    // nearest even in one integer add (F. Giesen's float_to_half_fast3_rtne); a carry out of the
+    // mantissa correctly bumps the exponent, up to infinity.
+    return sign | ((u - 0x37fff001 + ((u >>> 13) & 1)) >>> 13);
+  }
   const exp = (x >>> 23) & 0xff;
   const mant = x & 0x7fffff;
   if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 | (mant >>> 13) : 0); // inf / NaN

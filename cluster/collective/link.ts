@@ -56,10 +56,39 @@ export class Outbox {
   }
 }
 
-/** A promise that can be rejected from outside, already marked handled so it never goes unhandled. */
-export function tripwire(): { promise: Promise<never>; trip: (e: unknown) => void } {
-  let trip!: (e: unknown) => void;
-  const promise = new Promise<never>((_, reject) => (trip = reject));
-  promise.catch(() => {});
-  return { promise, trip };
+/**
+ * Fails every operation it watches, at once, when tripped. Not Promise.race against one
+ * long-lived promise: each race would leave a reaction on it holding that operation's result,
+ * so every received buffer of a collective would stay reachable until the collective ends.
+ */
+export class Tripwire {
+  private error: { e: unknown } | undefined;
+  private readonly watching = new Set<(e: unknown) => void>();
+
+  trip(e: unknown): void {
+    if (this.error) return;
+    this.error = { e };
+    for (const reject of this.watching) reject(e);
+    this.watching.clear();
+  }
+
+  watch<T>(op: Promise<T>): Promise<T> {
+    if (this.error) {
+      op.catch(() => {});
+      return Promise.reject(this.error.e);
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.watching.add(reject);
+      op.then(
+        (v) => {
+          this.watching.delete(reject);
+          resolve(v);
+        },
+        (e: unknown) => {
+          this.watching.delete(reject);
+          reject(e);
+        },
+      );
+    });
+  }
 }
