@@ -4,10 +4,11 @@
  *   { type: 'result', rank, samplesMs }  after all timed repetitions (every rank sends one)
  *   { type: 'error', rank, code, message, hint }  on any failure, then exits 1.
  */
-import { errors, isSlferError } from '../../src/errors.js';
+import { errors } from '../../src/errors.js';
 import { fromHalf, toHalf } from '../collective/fp16.js';
 import { rendezvous } from '../collective/rendezvous.js';
 import { Ring } from '../collective/ring.js';
+import { rankMain } from './ranks.js';
 
 export interface WorkerConfig {
   rank: number;
@@ -22,9 +23,6 @@ export interface WorkerConfig {
   timeoutMs: number;
 }
 
-export type WorkerMessage =
-  | { type: 'result'; rank: number; samplesMs: number[] }
-  | { type: 'error'; rank: number; code?: string; message: string; hint?: string };
 
 /**
  * Small integers whose sums over up to `worldSize` ranks are exact in float32 and in fp16
@@ -99,23 +97,4 @@ async function main(cfg: WorkerConfig): Promise<number[]> {
   }
 }
 
-const send = (m: WorkerMessage) => new Promise<void>((resolve) => process.send!(m, () => resolve()));
-
-// If the parent goes away (killed, crashed), so do we: no orphaned workers holding ports.
-process.on('disconnect', () => process.exit(1));
-
-const cfg = JSON.parse(process.argv[2] ?? '{}') as WorkerConfig;
-main(cfg).then(
-  async (samplesMs) => {
-    await send({ type: 'result', rank: cfg.rank, samplesMs });
-    process.removeAllListeners('disconnect');
-    process.disconnect();
-  },
-  async (e: unknown) => {
-    const m: WorkerMessage = isSlferError(e)
-      ? { type: 'error', rank: cfg.rank, code: e.code, message: e.message, hint: e.hint }
-      : { type: 'error', rank: cfg.rank, message: e instanceof Error ? (e.stack ?? e.message) : String(e) };
-    if (process.connected) await send(m);
-    process.exit(1);
-  },
-);
+rankMain<WorkerConfig, number[]>(main);

@@ -1,9 +1,7 @@
-import { fork, type ChildProcess } from 'node:child_process';
-import { errors, SlferError, type SlferErrorCode } from '../../src/errors.js';
+import { errors } from '../../src/errors.js';
 import { compiledSibling } from '../../src/util/compiled-path.js';
-import { RING_EXEC_ARGV, ringProcessEnv } from '../collective/process-setup.js';
-import { RendezvousServer } from '../collective/rendezvous.js';
-import type { WorkerConfig, WorkerMessage } from './allreduce-worker.js';
+import type { WorkerConfig } from './allreduce-worker.js';
+import { runRanks } from './ranks.js';
 
 /**
  * The all-reduce benchmark: N real worker processes on this machine, a ring over ZeroMQ, timings
@@ -64,54 +62,14 @@ export async function benchAllReduce(opts: BenchAllReduceOptions): Promise<Bench
   // Generous: start-up, filling and checking buffers, and 2 s per repetition per 100 MB per worker.
   const deadlineMs = opts.deadlineMs ?? 30_000 + (reps + warmup + 1) * workers * Math.max(1, (elements * 4) / 5e7) * 1000;
 
-  const entry = compiledSibling(import.meta.url, 'allreduce-worker.js');
-  const server = new RendezvousServer({ worldSize: workers, timeoutMs: Math.max(timeoutMs, 30_000) });
-  const coordinator = await server.bind();
-  const children: ChildProcess[] = [];
-  const exited: Array<Promise<void>> = [];
-  const results = new Map<number, number[]>();
-  let timer: NodeJS.Timeout | undefined;
+  const { results, pids } = await runRanks<WorkerConfig, number[]>(
+    compiledSibling(import.meta.url, 'allreduce-worker.js'),
+    workers,
+    (rank, coordinator) => ({ rank, worldSize: workers, coordinator, elements, transport: opts.transport, compression, reps, warmup, chunkBytes: opts.chunkBytes, timeoutMs }),
+    deadlineMs,
+  );
 
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const fail = (e: unknown) => reject(e);
-      timer = setTimeout(() => fail(errors.clusterBenchFailed(`not finished after ${Math.round(deadlineMs / 1000)} s`)), deadlineMs);
-      server.waitForRanks().catch(fail);
-      for (let rank = 0; rank < workers; rank++) {
-        const cfg: WorkerConfig = { rank, worldSize: workers, coordinator, elements, transport: opts.transport, compression, reps, warmup, chunkBytes: opts.chunkBytes, timeoutMs };
-        // started as a training worker should be: see process-setup.ts
-        const child = fork(entry, [JSON.stringify(cfg)], { execArgv: [...RING_EXEC_ARGV], env: ringProcessEnv(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-        children.push(child);
-        exited.push(
-          new Promise((done) => {
-            child.once('exit', () => done());
-            child.once('error', () => child.pid === undefined && done()); // never started: no exit event
-          }),
-        );
-        child.on('error', (e) => fail(errors.clusterBenchFailed(`worker ${rank} could not run`, e)));
-        child.on('message', (m: WorkerMessage) => {
-          if (m.type === 'error') {
-            fail(m.code ? new SlferError(m.code as SlferErrorCode, m.message, m.hint ?? '') : errors.clusterBenchFailed(`worker ${rank}: ${m.message}`));
-          } else if (m.type === 'result') {
-            results.set(m.rank, m.samplesMs);
-            if (results.size === workers) resolve();
-          }
-        });
-        child.on('exit', (code, signal) => {
-          if (!results.has(rank)) fail(errors.clusterBenchFailed(`worker ${rank} (pid ${child.pid}) exited (${signal ?? `code ${code}`}) before reporting`));
-        });
-      }
-    });
-    // Workers exit on their own once done; give them a moment, then make sure.
-    await Promise.race([Promise.all(exited), new Promise((r) => setTimeout(r, 5000).unref())]);
-  } finally {
-    clearTimeout(timer);
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    await Promise.all(exited);
-    server.close();
-  }
-
-  const samplesMs = results.get(0)!;
+  const samplesMs = results[0];
   const ms = median(samplesMs);
   const bytes = elements * 4;
   const algBwGBs = bytes / (ms / 1000) / 1e9;
@@ -124,6 +82,6 @@ export async function benchAllReduce(opts: BenchAllReduceOptions): Promise<Bench
     algBwGBs,
     busBwGBs: (algBwGBs * 2 * (workers - 1)) / workers,
     samplesMs,
-    pids: children.map((c) => c.pid!),
+    pids,
   };
 }

@@ -25,7 +25,12 @@ export async function runRanks<C, R>(entry: string, worldSize: number, configOf:
       for (let rank = 0; rank < worldSize; rank++) {
         const child = fork(entry, [JSON.stringify(configOf(rank, coordinator))], { execArgv: [...RING_EXEC_ARGV], env: ringProcessEnv(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
         children.push(child);
-        exited.push(new Promise((done) => child.once('exit', () => done())));
+        exited.push(
+          new Promise((done) => {
+            child.once('exit', () => done());
+            child.once('error', () => child.pid === undefined && done()); // never started: no exit event
+          }),
+        );
         child.on('error', (e) => reject(errors.clusterBenchFailed(`rank ${rank} could not run`, e)));
         child.on('message', (m: RankMessage<R>) => {
           if (m.type === 'error') reject(m.code ? new SlferError(m.code as SlferErrorCode, m.message, m.hint ?? '') : errors.clusterBenchFailed(`rank ${rank}: ${m.message}`));
@@ -53,14 +58,17 @@ export async function runRanks<C, R>(entry: string, worldSize: number, configOf:
 export function rankMain<C, R>(main: (cfg: C) => Promise<R>): void {
   const cfg = JSON.parse(process.argv[2] ?? '{}') as C & { rank: number };
   const send = (m: RankMessage<R>) => new Promise<void>((resolve) => process.send!(m, () => resolve()));
+  // If the parent goes away (killed, crashed), so do we: no orphaned ranks holding ports.
+  process.on('disconnect', () => process.exit(1));
   main(cfg).then(
     async (result) => {
       await send({ type: 'result', rank: cfg.rank, result });
+      process.removeAllListeners('disconnect');
       process.disconnect();
     },
     async (e: unknown) => {
       const s = e instanceof SlferError ? { code: e.code, message: e.message, hint: e.hint } : { message: e instanceof Error ? (e.stack ?? e.message) : String(e) };
-      await send({ type: 'error', rank: cfg.rank, ...s });
+      if (process.connected) await send({ type: 'error', rank: cfg.rank, ...s });
       process.exit(1);
     },
   );
