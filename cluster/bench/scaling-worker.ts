@@ -3,8 +3,7 @@
  * batch, gradients averaged over the ring as in `launch`, timed after warm-up.
  */
 import { NUM_EXPRESSIONS, NUM_PARTS } from '../../src/data/labels.js';
-import { selectBackend, type BackendRequest } from '../../src/engine/backend.js';
-import type { Variant } from '../../src/model/config.js';
+import { selectBackend } from '../../src/engine/backend.js';
 import { SlferModel } from '../../src/model/slfer.js';
 import { Adam } from '../../src/train/adam.js';
 import { randomBatch } from '../../src/train/bench-train.js';
@@ -14,20 +13,10 @@ import { rendezvous } from '../collective/rendezvous.js';
 import { Ring } from '../collective/ring.js';
 import { RingGradientReducer } from '../gradient-reducer.js';
 import { rankMain } from './ranks.js';
+import type { BenchScalingOptions } from './scaling.js';
 
-export interface ScalingRankConfig {
-  rank: number;
-  worldSize: number;
-  coordinator: string;
-  backend: BackendRequest;
-  variant: Variant;
-  width: number;
-  size: number;
-  batch: number;
-  steps: number;
-  warmup: number;
-  transport: 'tcp' | 'ipc';
-}
+/** One rank's share of the benchmark: its place in the ring and the options of benchScaling. */
+export type ScalingRankConfig = Omit<BenchScalingOptions, 'workers' | 'out'> & { rank: number; worldSize: number; coordinator: string };
 
 export interface ScalingRankResult {
   backend: string;

@@ -59,7 +59,10 @@ export async function benchScaling(o: BenchScalingOptions): Promise<BenchScaling
     const { results } = await runRanks<ScalingRankConfig, ScalingRankResult>(
       entry,
       n,
-      (rank, coordinator) => ({ rank, worldSize: n, coordinator, backend: o.backend, variant: o.variant, width: o.width, size: o.size, batch: o.batch, steps: o.steps, warmup: o.warmup, transport: o.transport }),
+      (rank, coordinator) => {
+        const { workers: _all, out: _out, ...shared } = o;
+        return { ...shared, rank, worldSize: n, coordinator };
+      },
       30 * 60_000,
     );
     backend = results[0].backend;

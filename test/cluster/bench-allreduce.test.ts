@@ -3,15 +3,8 @@ import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { benchAllReduce } from '../../cluster/bench/allreduce.js';
 import { registerBenchAllReduce } from '../../cluster/bench/cli.js';
+import { alive } from '../helpers/processes.js';
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 /** Processes whose parent is this test process, but for the `ps` that lists them (procps, Linux). */
 const children = () =>
   execFileSync('ps', ['-o', 'pid=,comm=', '--ppid', String(process.pid)], { encoding: 'utf8' })

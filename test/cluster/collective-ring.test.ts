@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromHalf, toHalf } from '../../cluster/collective/fp16.js';
-import { Ring, segmentBounds } from '../../cluster/collective/ring.js';
+import { autoChunkElems, Ring, segmentBounds } from '../../cluster/collective/ring.js';
 
 /** N rings in this process, wired to each other (the rendezvous is done by hand). */
 async function makeRings(worldSize: number, transport: 'tcp' | 'ipc', chunkBytes?: number): Promise<Ring[]> {
@@ -113,6 +113,14 @@ describe('Ring wiring', () => {
     expect(segmentBounds(7, 3)).toEqual([0, 3, 5, 7]);
     expect(segmentBounds(2, 4)).toEqual([0, 1, 2, 2, 2]);
     expect(segmentBounds(0, 2)).toEqual([0, 0, 0]);
+  });
+
+  it('picks a chunk of about a sixteenth of a segment, between 256 KiB and 4 MiB', () => {
+    const kib = (elems: number) => (elems * 4) / 1024;
+    expect(kib(autoChunkElems(13_721_871, 2))).toBe(1664); // the SLFER gradient, 2 ranks: 1.6 MiB
+    expect(kib(autoChunkElems(13_721_871, 4))).toBe(832);
+    expect(kib(autoChunkElems(1000, 2))).toBe(256); // small buffers: one chunk
+    expect(kib(autoChunkElems(1e9, 2))).toBe(4096);
   });
 
   it('with the default chunk size, all-reduces a buffer of many MB correctly', async () => {

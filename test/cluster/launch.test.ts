@@ -7,6 +7,7 @@ import { launch } from '../../cluster/coordinator.js';
 import { SlferError } from '../../src/errors.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { syntheticDataset, tinyConfig } from '../helpers/synthetic.js';
+import { alive } from '../helpers/processes.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'slfer-dist.js');
 let data: Awaited<ReturnType<typeof syntheticDataset>>;
@@ -29,14 +30,6 @@ function relativeDistance(a: Float32Array[], b: Float32Array[]): number {
   return Math.sqrt(num / den);
 }
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 const childrenOf = (pid: number) =>
   spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
     .stdout.split('\n')
