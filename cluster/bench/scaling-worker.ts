@@ -51,7 +51,7 @@ rankMain<ScalingRankConfig, ScalingRankResult>(async (c) => {
     const ta = performance.now();
     adam.apply(grads, 1e-4);
     for (const g of grads) g.dispose();
-    finishStep(model, { ...r, grads: [] });
+    finishStep(model, r.bnStats);
     computeMs += tr - tc + (performance.now() - ta);
     reduceMs += ta - tr;
   }

@@ -62,7 +62,8 @@ export async function benchTrain(o: BenchTrainOptions): Promise<BenchTrainResult
   const step = async () => {
     const r = computeGradients(model, batch, { lambdaSeg: 0.5, lambdaCls: 0.5, topN: 4 });
     adam.apply(r.grads, 1e-4);
-    finishStep(model, r);
+    finishStep(model, r.bnStats);
+    for (const g of r.grads) g.dispose();
     await readLosses(r.losses);
   };
   try {

@@ -137,7 +137,7 @@ export class TrainingSession {
       const ta = performance.now();
       this.adam.apply(grads, lr);
       for (const g of grads) g.dispose();
-      if (r) finishStep(this.model, { ...r, grads: [] });
+      if (r) finishStep(this.model, r.bnStats);
       stats.computeMs += performance.now() - ta;
       this.step++;
       if (l) {

@@ -66,8 +66,10 @@ export async function readLosses(l: GradientResult['losses']): Promise<StepLosse
   return { total: (await num(l.total))!, expression: (await num(l.expression))!, segmentation: await num(l.segmentation), components: await num(l.components) };
 }
 
-/** After the optimizer update: fold BN batch statistics into the moving averages. */
-export function finishStep(model: SlferModel, r: GradientResult): void {
-  updateMovingStats(model.store, r.bnStats);
-  for (const g of r.grads) g.dispose();
+/**
+ * After the optimizer update: fold BN batch statistics into the moving averages. The gradients are
+ * not touched: whoever holds them last (the caller, or a reducer that replaced them) frees them.
+ */
+export function finishStep(model: SlferModel, bnStats: GradientResult['bnStats']): void {
+  updateMovingStats(model.store, bnStats);
 }

@@ -27,7 +27,8 @@ async function gradientsOn(backend: 'cpu' | 'wasm') {
   const r = computeGradients(model, batch, { lambdaSeg: 0.5, lambdaCls: 0.5, topN: 4 });
   const grads = await Promise.all(r.grads.map((g) => g.data() as Promise<Float32Array>));
   const names = model.store.paramSpecs.map((p) => p.name);
-  finishStep(model, r);
+  finishStep(model, r.bnStats);
+  r.grads.forEach((g) => g.dispose());
   const loss = (await readLosses(r.losses)).total;
   model.dispose();
   return { grads, names, loss };

@@ -37,7 +37,8 @@ describe('training step', () => {
     for (let i = 0; i < 4; i++) {
       const r = computeGradients(model, fixedBatch(i), { lambdaSeg: 0.5, lambdaCls: 0.5, topN: 4 });
       adam.apply(r.grads, 1e-3);
-      finishStep(model, r);
+      finishStep(model, r.bnStats);
+      r.grads.forEach((g) => g.dispose());
       await readLosses(r.losses);
       counts.push(tf.memory().numTensors);
     }
@@ -56,7 +57,8 @@ describe('training step', () => {
     const norms = await Promise.all(r.grads.map((g) => tf.tidy(() => tf.norm(g)).data()));
     expect(norms.every((n) => Number.isFinite(n[0]))).toBe(true);
     expect(norms.filter((n) => n[0] > 0).length).toBeGreaterThan(norms.length * 0.9);
-    finishStep(model, r);
+    finishStep(model, r.bnStats);
+    r.grads.forEach((g) => g.dispose());
     await readLosses(r.losses);
     const after = (await model.store.read()).buffers.map((b) => Array.from(b));
     expect(after).not.toEqual(before);
@@ -70,7 +72,8 @@ describe('training step', () => {
     for (let i = 0; i < 12; i++) {
       const r = computeGradients(model, fixedBatch(7), { lambdaSeg: 0.5, lambdaCls: 0.5, topN: 4 });
       adam.apply(r.grads, 3e-3);
-      finishStep(model, r);
+      finishStep(model, r.bnStats);
+      r.grads.forEach((g) => g.dispose());
       losses.push((await readLosses(r.losses)).total);
     }
     expect(losses[11]).toBeLessThan(losses[0] * 0.8);
