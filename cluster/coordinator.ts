@@ -146,6 +146,9 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
     if (resumed) env[ENV.resume] = resumed.path;
     // Pinning: the tensorflow engine sees only its GPU; Dawn picks among what the driver exposes.
     if (gpus !== undefined) env.CUDA_VISIBLE_DEVICES = String(rank);
+    // CPU workers split the cores: each engine's native kernels (OpenMP) get their share, so N
+    // workers do not oversubscribe the machine N times over. A user's OMP_NUM_THREADS wins.
+    else if (process.env.OMP_NUM_THREADS === undefined) env.OMP_NUM_THREADS = String(Math.max(1, Math.floor(availableParallelism() / worldSize)));
     const child = fork(compiledSibling(import.meta.url, 'worker.js'), [], { env, execArgv: [...RING_EXEC_ARGV], stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
     const proc: WorkerProc = { rank, child, stderrTail: [], lastBeat: Date.now(), exited: false };
     const keep = (chunk: Buffer) => {

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { errors } from '../errors.js';
 import { registerKernels } from './kernels/register.js';
+import { loadNativeKernels } from './native/addon.js';
 
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendRequest = (typeof BACKENDS)[number];
@@ -12,6 +13,14 @@ export interface Engine {
   reason: string;
   /** Why each faster backend was passed over (auto only). */
   passedOver: { backend: string; reason: string }[];
+  /** wasm only: what runs its convolutions, e.g. "oneDNN 2.6.3, 2 threads (native)" or "XNNPACK (…)". */
+  convolutions?: string;
+}
+
+/** wasm's convolutions: oneDNN through the native kernels when built, else XNNPACK with the reason. */
+function wasmConvolutions(): string {
+  const n = loadNativeKernels();
+  return n.ok ? `${n.kernels.info()} (native)` : `XNNPACK (native kernels unavailable: ${n.reason})`;
 }
 
 interface Probe {
@@ -77,8 +86,9 @@ const REMEDY: Record<string, string> = {
 
 /**
  * Makes a tfjs backend current. `auto` takes the fastest that can train here, in this order:
- * native TensorFlow, WebGPU on a hardware adapter, then wasm (XNNPACK), which trains with the
- * kernels slfer-dist registers for it (src/engine/kernels); the plain-JS cpu backend is the
+ * native TensorFlow, WebGPU on a hardware adapter, then wasm, which trains with the kernels
+ * slfer-dist registers for it (src/engine/kernels; convolutions on oneDNN where the native kernels
+ * are built, on XNNPACK otherwise); the plain-JS cpu backend is the
  * numerical reference, never chosen by auto.
  */
 export async function selectBackend(request: BackendRequest): Promise<Engine> {
@@ -97,7 +107,7 @@ export async function selectBackend(request: BackendRequest): Promise<Engine> {
     }
     passedOver.push({ backend: 'webgpu', reason: gpuProbe.reason });
     await activate('wasm');
-    return { backend: 'wasm', reason: 'auto: fastest CPU backend (XNNPACK; slfer-dist adds the kernels it lacks for training)', passedOver };
+    return { backend: 'wasm', reason: 'auto: fastest CPU backend (slfer-dist adds the kernels it lacks for training)', passedOver, convolutions: wasmConvolutions() };
   }
   if (request === 'tensorflow') {
     const p = await probeTensorflow();
@@ -113,7 +123,7 @@ export async function selectBackend(request: BackendRequest): Promise<Engine> {
   }
   if (request === 'wasm') {
     await activate('wasm');
-    return { backend: 'wasm', reason: 'requested', passedOver };
+    return { backend: 'wasm', reason: 'requested', passedOver, convolutions: wasmConvolutions() };
   }
   await activate('cpu');
   return { backend: 'cpu', reason: 'requested', passedOver };

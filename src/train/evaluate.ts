@@ -27,7 +27,7 @@ export async function evaluate(options: EvaluateOptions): Promise<Report> {
   const started = Date.now();
   const log = options.log ?? (() => {});
   const engine = await selectBackend(options.backend ?? 'auto');
-  log(`engine: ${engine.backend} (${engine.reason})`);
+  log(`engine: ${engine.backend} (${engine.reason})${engine.convolutions ? `; convolutions: ${engine.convolutions}` : ''}`);
   const { model, config: trained, path, epoch } = loadTrainedModel(options.checkpoint);
   try {
     const config = resolveConfig(mergeConfig(trained, { data: options.data ?? {} }), 'evaluation config');

@@ -66,7 +66,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
   writeRunConfig(runDir, config);
 
   const engine = await selectBackend(config.engine.backend);
-  log(`engine: ${engine.backend} (${engine.reason})`);
+  log(`engine: ${engine.backend} (${engine.reason})${engine.convolutions ? `; convolutions: ${engine.convolutions}` : ''}`);
   for (const p of engine.passedOver) log(`  passed over ${p.backend}: ${p.reason}`);
 
   const { splits, skipped } = await prepareData(config, log);

@@ -1,54 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import type { Batch } from '../../src/data/types.js';
-import { selectBackend } from '../../src/engine/backend.js';
-import { SlferModel } from '../../src/model/slfer.js';
-import { computeGradients, finishStep, readLosses } from '../../src/train/step.js';
-import { Rng } from '../../src/util/rng.js';
+import { loadNativeKernels } from '../../src/engine/native/addon.js';
+import { expectWasmStepMatchesCpu } from '../helpers/full-step.js';
 
-const S = 64;
-const B = 4;
-const rng = new Rng(21);
-const batch: Batch = {
-  size: B,
-  inputSize: S,
-  images: Float32Array.from({ length: B * S * S * 3 }, () => rng.normal()),
-  labels: Int32Array.from([0, 3, 5, 6]),
-  masks: Uint8Array.from({ length: B * S * S }, (_, i) => ((i % S) >> 3) % 8),
-  components: Float32Array.from({ length: B * 8 }, (_, i) => (i % 2 ? 1 : 0)),
-  ids: [],
-  skipped: [],
-  waitMs: 0,
-};
-
-async function gradientsOn(backend: 'cpu' | 'wasm') {
-  await selectBackend(backend);
-  const model = new SlferModel({ variant: 'proposed', width: 0.125, inputSize: S, seReduction: 16, numExpressions: 7, numParts: 8 }, 4);
-  const r = computeGradients(model, batch, { lambdaSeg: 0.5, lambdaCls: 0.5, topN: 4 });
-  const grads = await Promise.all(r.grads.map((g) => g.data() as Promise<Float32Array>));
-  const names = model.store.paramSpecs.map((p) => p.name);
-  finishStep(model, r.bnStats);
-  r.grads.forEach((g) => g.dispose());
-  const loss = (await readLosses(r.losses)).total;
-  model.dispose();
-  return { grads, names, loss };
-}
-
+// wasm as it runs by default: convolutions on oneDNN where the native kernels are built.
+// full-step-xnnpack.test.ts checks the pure-wasm path.
 describe('a full SLFER training step', () => {
-  it('gives the same loss and gradients on wasm (with slfer-dist kernels) as on the cpu reference', async () => {
-    const cpu = await gradientsOn('cpu');
-    const wasm = await gradientsOn('wasm');
-    expect(Math.abs(wasm.loss - cpu.loss) / cpu.loss).toBeLessThan(1e-5);
-    const worst = cpu.grads.map((ref, i) => {
-      let num = 0;
-      let den = 1e-12;
-      for (let k = 0; k < ref.length; k++) {
-        num += (wasm.grads[i][k] - ref[k]) ** 2;
-        den += ref[k] ** 2;
-      }
-      return { name: cpu.names[i], rel: Math.sqrt(num / den) };
-    });
-    for (const w of worst) expect(w.rel, w.name).toBeLessThan(1e-3);
+  it(`gives the same loss and gradients on wasm (${loadNativeKernels().ok ? 'oneDNN' : 'XNNPACK'} convolutions, slfer-dist kernels) as on the cpu reference`, async () => {
+    await expectWasmStepMatchesCpu();
     expect(tf.getBackend()).toBe('wasm');
   });
 });

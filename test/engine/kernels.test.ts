@@ -2,7 +2,12 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { registerKernels, shippedKernel } from '../../src/engine/kernels/register.js';
+import { resizeBilinearGradHost, upsample2xGradHost } from '../../src/engine/kernels/resize-bilinear-grad.js';
 import { Rng } from '../../src/util/rng.js';
+
+// This file checks the pure-wasm path (XNNPACK forward convolutions, host kernels); the oneDNN
+// kernels that replace it where they are built are checked in native-conv.test.ts.
+process.env.SLFER_NATIVE = 'off';
 
 /** Relative error ‖a − b‖∞ / max(‖b‖∞, 1e-6). */
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -113,4 +118,28 @@ describe('ResizeBilinearGrad host kernel', () => {
       }
     }
   }
+});
+
+describe('ResizeBilinearGrad exact ×2 fast path', () => {
+  for (const shape of [[2, 5, 7, 3], [1, 1, 1, 2], [3, 4, 2, 5]] as [number, number, number, number][]) {
+    it(`equals the general scatter for ${shape.join('x')} → ×2 (halfPixelCenters)`, () => {
+      const [b, h, w, c] = shape;
+      const rng = new Rng(9);
+      const dy = Float32Array.from({ length: b * 4 * h * w * c }, () => rng.normal());
+      const fast = upsample2xGradHost(dy, shape);
+      const general = resizeBilinearGradHost(dy, shape, [2 * h, 2 * w], false, true);
+      expect(fast.length).toBe(general.length);
+      expect(relErr(fast, general)).toBeLessThan(1e-6);
+    });
+  }
+
+  it('is the adjoint of ResizeBilinear ×2 on wasm', async () => {
+    await tf.setBackend('wasm');
+    const x = random([2, 5, 7, 3], 5) as tf.Tensor4D;
+    const g = random([2, 10, 14, 3], 6);
+    const up = (t: tf.Tensor) => tf.image.resizeBilinear(t as tf.Tensor4D, [10, 14], false, true);
+    const lhs = tf.sum(tf.mul(up(x), g)).dataSync()[0];
+    const rhs = tf.sum(tf.mul(x, tf.grad((t: tf.Tensor) => tf.sum(tf.mul(up(t), g)))(x))).dataSync()[0];
+    expect(Math.abs(lhs - rhs) / Math.abs(lhs)).toBeLessThan(1e-5);
+  });
 });

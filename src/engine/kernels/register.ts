@@ -3,9 +3,22 @@ import type { KernelConfig } from '@tensorflow/tfjs';
 import { conv2dBackpropFilterKernel } from './conv2d-backprop-filter.js';
 import { resizeBilinearGradKernel } from './resize-bilinear-grad.js';
 import { useConvGradViaForwardConv } from '../gradients/conv2d-grad.js';
+import { loadNativeKernels } from '../native/addon.js';
+import { onednnConvKernels } from './onednn-conv.js';
 
 /** The kernels a backend ships, kept before they are replaced, so tests can check ours against them. */
 const shipped = new Map<string, KernelConfig>();
+
+let nativeConv: KernelConfig[] | undefined;
+
+/** wasm convolutions on oneDNN when the native kernels are built (../native/addon.ts), else undefined. */
+function nativeConvKernels(): KernelConfig[] | undefined {
+  if (!nativeConv) {
+    const n = loadNativeKernels();
+    if (n.ok) nativeConv = onednnConvKernels(n.kernels);
+  }
+  return nativeConv;
+}
 
 /** Kernels that slfer-dist replaces or adds, per backend. */
 function replacementsFor(backendName: string): KernelConfig[] {
@@ -13,19 +26,20 @@ function replacementsFor(backendName: string): KernelConfig[] {
     case 'cpu':
       return [conv2dBackpropFilterKernel('cpu'), resizeBilinearGradKernel('cpu')];
     case 'wasm':
-      return [conv2dBackpropFilterKernel('wasm'), resizeBilinearGradKernel('wasm')];
+      return [...(nativeConvKernels() ?? [conv2dBackpropFilterKernel('wasm')]), resizeBilinearGradKernel('wasm')];
     default:
       return [];
   }
 }
 
-/** Backends whose Conv2D gradient is computed with forward convolutions (../gradients/conv2d-grad.ts). */
-const CONV_GRAD_VIA_FORWARD = new Set(['wasm']);
-
-/** Installs slfer-dist's kernels (and gradient rewrites) for a backend (idempotent). */
+/**
+ * Installs slfer-dist's kernels (and gradient rewrites) for a backend (idempotent). On wasm without
+ * native kernels, the Conv2D gradient runs as forward convolutions (../gradients/conv2d-grad.ts),
+ * since XNNPACK has only the forward; with them, tfjs's own gradient calls the native backprop kernels.
+ */
 export function registerKernels(backendName: string): string[] {
   const installed: string[] = [];
-  if (CONV_GRAD_VIA_FORWARD.has(backendName)) useConvGradViaForwardConv(backendName);
+  if (backendName === 'wasm' && !nativeConvKernels()) useConvGradViaForwardConv(backendName);
   for (const k of replacementsFor(backendName)) {
     const key = `${k.backendName}/${k.kernelName}`;
     const current = tf.getKernel(k.kernelName, k.backendName);

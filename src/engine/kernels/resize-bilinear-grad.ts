@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, ResizeBilinearGradAttrs, TensorInfo } from '@tensorflow/tfjs';
-import { outputFloat32, readFloat32 } from './host.js';
+import { outputFloat32, viewFloat32 } from './host.js';
 
 /**
  * Gradient of bilinear resizing: the exact transpose of tfjs's ResizeBilinear forward kernel, same
@@ -66,11 +66,53 @@ export function resizeBilinearGradHost(
   return Float32Array.from(dx);
 }
 
+/**
+ * The same gradient for exact ×2 upsampling with half-pixel centers (ST's decoder), as two separable
+ * passes: along each axis, input pixel i received 0.75 of outputs 2i and 2i+1 and 0.25 of 2i−1 and
+ * 2i+2, the edges replicated (the forward clamps). About 10x faster than the general scatter.
+ */
+export function upsample2xGradHost(dy: Float32Array, imageShape: [number, number, number, number]): Float32Array {
+  const [batch, h, w, C] = imageShape;
+  const H2 = 2 * h;
+  const W2 = 2 * w;
+  // Pass 1, along columns: [B, 2h, 2w, C] -> [B, 2h, w, C].
+  const t = new Float32Array(batch * H2 * w * C);
+  for (let row = 0; row < batch * H2; row++) {
+    const src = row * W2 * C;
+    const dst = row * w * C;
+    for (let j = 0; j < w; j++) {
+      const a = src + Math.max(2 * j - 1, 0) * C;
+      const b = src + 2 * j * C;
+      const c = b + C;
+      const d = src + Math.min(2 * j + 2, W2 - 1) * C;
+      const o = dst + j * C;
+      for (let k = 0; k < C; k++) t[o + k] = 0.75 * (dy[b + k] + dy[c + k]) + 0.25 * (dy[a + k] + dy[d + k]);
+    }
+  }
+  // Pass 2, along rows: [B, 2h, w, C] -> [B, h, w, C].
+  const rowLen = w * C;
+  const out = new Float32Array(batch * h * rowLen);
+  for (let n = 0; n < batch; n++) {
+    for (let i = 0; i < h; i++) {
+      const base = n * H2 * rowLen;
+      const a = base + Math.max(2 * i - 1, 0) * rowLen;
+      const b = base + 2 * i * rowLen;
+      const c = b + rowLen;
+      const d = base + Math.min(2 * i + 2, H2 - 1) * rowLen;
+      const o = (n * h + i) * rowLen;
+      for (let k = 0; k < rowLen; k++) out[o + k] = 0.75 * (t[b + k] + t[c + k]) + 0.25 * (t[a + k] + t[d + k]);
+    }
+  }
+  return out;
+}
+
 const kernelFunc: KernelFunc = ({ inputs, backend, attrs }) => {
   const { images, dy } = inputs as { images: TensorInfo; dy: TensorInfo };
   const { alignCorners, halfPixelCenters } = attrs as unknown as ResizeBilinearGradAttrs & { halfPixelCenters: boolean };
   const shape = images.shape as [number, number, number, number];
-  const dx = resizeBilinearGradHost(readFloat32(backend, dy), shape, [dy.shape[1], dy.shape[2]], alignCorners, !!halfPixelCenters);
+  const values = viewFloat32(backend, dy);
+  const exact2x = !!halfPixelCenters && !alignCorners && dy.shape[1] === 2 * shape[1] && dy.shape[2] === 2 * shape[2];
+  const dx = exact2x ? upsample2xGradHost(values, shape) : resizeBilinearGradHost(values, shape, [dy.shape[1], dy.shape[2]], alignCorners, !!halfPixelCenters);
   return outputFloat32(backend, shape, dx);
 };
 

@@ -1,0 +1,230 @@
+// Convolutions (forward, data gradient, filter gradient) on oneDNN, for tensors that live in the
+// wasm backend's heap. JS hands over the heap's ArrayBuffer and byte offsets, so nothing is copied:
+// oneDNN reads and writes the tfjs tensors in place. Layouts are tfjs's: activations NHWC, filters
+// HWIO ([kh, kw, in, out]). Filters are reordered into the blocked layout oneDNN's kernels want.
+//
+// One primitive set per shape is created on first use and cached for the life of the process
+// (a training run sees a few dozen shapes).
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { OP_FORWARD = 0, OP_BACKWARD_DATA = 1, OP_BACKWARD_FILTER = 2 };
+// dims: N H W C KH KW OC OH OW strideH strideW dilationH dilationW padTop padLeft padBottom padRight
+#define NDIMS 17
+
+typedef struct Entry {
+  int op;
+  int32_t dims[NDIMS];
+  dnnl_primitive_t prim;
+  // Memories whose data handle is set per call (user layout) and the filter in oneDNN's layout.
+  dnnl_memory_t act_in, act_out, user_w, blocked_w;
+  void *blocked_w_buf;
+  dnnl_primitive_t reorder; // user_w -> blocked_w (forward, backward data) or back (backward filter)
+  struct Entry *next;
+} Entry;
+
+static dnnl_engine_t engine;
+static dnnl_stream_t stream;
+static Entry *cache;
+static char last_error[256];
+
+#define CHECK(call)                                                                       \
+  do {                                                                                    \
+    dnnl_status_t s_ = (call);                                                            \
+    if (s_ != dnnl_success) {                                                             \
+      snprintf(last_error, sizeof last_error, "oneDNN %s failed (status %d)", #call, s_); \
+      return NULL;                                                                        \
+    }                                                                                     \
+  } while (0)
+
+static int init_engine(void) {
+  if (engine) return 1;
+  if (dnnl_engine_create(&engine, dnnl_cpu, 0) != dnnl_success) return 0;
+  if (dnnl_stream_create(&stream, engine, dnnl_stream_default_flags) != dnnl_success) return 0;
+  return 1;
+}
+
+static Entry *build(int op, const int32_t *d) {
+  const int64_t N = d[0], H = d[1], W = d[2], C = d[3], KH = d[4], KW = d[5], OC = d[6], OH = d[7], OW = d[8];
+  dnnl_dims_t src_dims = {N, C, H, W}, dst_dims = {N, OC, OH, OW}, w_dims = {OC, C, KH, KW};
+  dnnl_dims_t strides = {d[9], d[10]}, dil = {d[11] - 1, d[12] - 1}, pl = {d[13], d[14]}, pr = {d[15], d[16]};
+  dnnl_memory_desc_t src_md, dst_md, w_any, w_user;
+  CHECK(dnnl_memory_desc_init_by_tag(&src_md, 4, src_dims, dnnl_f32, dnnl_nhwc));
+  CHECK(dnnl_memory_desc_init_by_tag(&dst_md, 4, dst_dims, dnnl_f32, dnnl_nhwc));
+  CHECK(dnnl_memory_desc_init_by_tag(&w_any, 4, w_dims, dnnl_f32, dnnl_format_tag_any));
+  CHECK(dnnl_memory_desc_init_by_tag(&w_user, 4, w_dims, dnnl_f32, dnnl_hwio));
+
+  // Backward primitives need the forward one as a hint.
+  dnnl_convolution_desc_t fwd_d;
+  CHECK(dnnl_dilated_convolution_forward_desc_init(&fwd_d, dnnl_forward_training, dnnl_convolution_direct, &src_md, &w_any, NULL,
+                                                   &dst_md, strides, dil, pl, pr));
+  dnnl_primitive_desc_t fwd_pd, pd;
+  CHECK(dnnl_primitive_desc_create(&fwd_pd, &fwd_d, NULL, engine, NULL));
+  if (op == OP_FORWARD) {
+    pd = fwd_pd;
+  } else {
+    dnnl_convolution_desc_t bd;
+    if (op == OP_BACKWARD_DATA)
+      CHECK(dnnl_dilated_convolution_backward_data_desc_init(&bd, dnnl_convolution_direct, &src_md, &w_any, &dst_md, strides, dil, pl, pr));
+    else
+      CHECK(dnnl_dilated_convolution_backward_weights_desc_init(&bd, dnnl_convolution_direct, &src_md, &w_any, NULL, &dst_md, strides, dil,
+                                                                pl, pr));
+    CHECK(dnnl_primitive_desc_create(&pd, &bd, NULL, engine, fwd_pd));
+    dnnl_primitive_desc_destroy(fwd_pd);
+  }
+
+  Entry *e = calloc(1, sizeof *e);
+  if (!e) return NULL;
+  e->op = op;
+  memcpy(e->dims, d, sizeof e->dims);
+  CHECK(dnnl_primitive_create(&e->prim, pd));
+  const dnnl_memory_desc_t *w_md = dnnl_primitive_desc_query_md(pd, op == OP_BACKWARD_FILTER ? dnnl_query_diff_weights_md : dnnl_query_weights_md, 0);
+  const dnnl_memory_desc_t *in_md = op == OP_BACKWARD_DATA ? &dst_md : &src_md;
+  const dnnl_memory_desc_t *out_md = op == OP_FORWARD ? &dst_md : &src_md;
+  if (op != OP_BACKWARD_FILTER) {
+    CHECK(dnnl_memory_create(&e->act_in, in_md, engine, DNNL_MEMORY_NONE));
+    CHECK(dnnl_memory_create(&e->act_out, out_md, engine, DNNL_MEMORY_NONE));
+  } else {
+    CHECK(dnnl_memory_create(&e->act_in, &src_md, engine, DNNL_MEMORY_NONE));
+    CHECK(dnnl_memory_create(&e->act_out, &dst_md, engine, DNNL_MEMORY_NONE)); // diff_dst, an input here
+  }
+  CHECK(dnnl_memory_create(&e->user_w, &w_user, engine, DNNL_MEMORY_NONE));
+  if (!dnnl_memory_desc_equal(w_md, &w_user)) {
+    size_t bytes = dnnl_memory_desc_get_size(w_md);
+    e->blocked_w_buf = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!e->blocked_w_buf) return NULL;
+    CHECK(dnnl_memory_create(&e->blocked_w, w_md, engine, e->blocked_w_buf));
+    dnnl_primitive_desc_t rpd;
+    if (op == OP_BACKWARD_FILTER)
+      CHECK(dnnl_reorder_primitive_desc_create(&rpd, w_md, engine, &w_user, engine, NULL));
+    else
+      CHECK(dnnl_reorder_primitive_desc_create(&rpd, &w_user, engine, w_md, engine, NULL));
+    CHECK(dnnl_primitive_create(&e->reorder, rpd));
+    dnnl_primitive_desc_destroy(rpd);
+  }
+  dnnl_primitive_desc_destroy(pd);
+  return e;
+}
+
+static Entry *lookup(int op, const int32_t *d) {
+  for (Entry *e = cache; e; e = e->next)
+    if (e->op == op && memcmp(e->dims, d, sizeof e->dims) == 0) return e;
+  Entry *e = build(op, d);
+  if (e) {
+    e->next = cache;
+    cache = e;
+  }
+  return e;
+}
+
+#define RUN(call)                                                                         \
+  do {                                                                                    \
+    dnnl_status_t s_ = (call);                                                            \
+    if (s_ != dnnl_success) {                                                             \
+      snprintf(last_error, sizeof last_error, "oneDNN %s failed (status %d)", #call, s_); \
+      return 0;                                                                           \
+    }                                                                                     \
+  } while (0)
+
+static int reorder(dnnl_primitive_t r, dnnl_memory_t from, dnnl_memory_t to) {
+  dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+  RUN(dnnl_primitive_execute(r, stream, 2, args));
+  return 1;
+}
+
+// a, b: inputs; out: result. forward: a=x, b=filter, out=y. backward data: a=dy, b=filter, out=dx.
+// backward filter: a=x, b=dy, out=dfilter.
+static int execute(Entry *e, uint8_t *heap, int64_t a, int64_t b, int64_t out) {
+  dnnl_memory_t w = e->blocked_w ? e->blocked_w : e->user_w;
+  if (e->op == OP_BACKWARD_FILTER) {
+    RUN(dnnl_memory_set_data_handle(e->act_in, heap + a));
+    RUN(dnnl_memory_set_data_handle(e->act_out, heap + b));
+    RUN(dnnl_memory_set_data_handle(e->user_w, heap + out));
+    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, e->act_in}, {DNNL_ARG_DIFF_DST, e->act_out}, {DNNL_ARG_DIFF_WEIGHTS, w}};
+    RUN(dnnl_primitive_execute(e->prim, stream, 3, args));
+    if (e->reorder && !reorder(e->reorder, e->blocked_w, e->user_w)) return 0;
+  } else {
+    RUN(dnnl_memory_set_data_handle(e->act_in, heap + a));
+    RUN(dnnl_memory_set_data_handle(e->user_w, heap + b));
+    RUN(dnnl_memory_set_data_handle(e->act_out, heap + out));
+    if (e->reorder && !reorder(e->reorder, e->user_w, e->blocked_w)) return 0;
+    dnnl_exec_arg_t fwd[3] = {{DNNL_ARG_SRC, e->act_in}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, e->act_out}};
+    dnnl_exec_arg_t bwd[3] = {{DNNL_ARG_DIFF_DST, e->act_in}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DIFF_SRC, e->act_out}};
+    RUN(dnnl_primitive_execute(e->prim, stream, 3, e->op == OP_FORWARD ? fwd : bwd));
+  }
+  RUN(dnnl_stream_wait(stream));
+  return 1;
+}
+
+static napi_value throw_error(napi_env env, const char *msg) {
+  napi_throw_error(env, "SLFER_NATIVE_KERNEL", msg);
+  return NULL;
+}
+
+// conv(op, heap: ArrayBuffer, a, b, out: byte offsets, dims: Int32Array(17))
+static napi_value Conv(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 6) return throw_error(env, "conv: expected 6 arguments");
+  int32_t op;
+  int64_t a, b, out;
+  void *heap;
+  size_t heap_len;
+  napi_typedarray_type type;
+  size_t len;
+  void *dims_data;
+  if (napi_get_value_int32(env, argv[0], &op) != napi_ok || op < 0 || op > 2) return throw_error(env, "conv: bad op");
+  if (napi_get_arraybuffer_info(env, argv[1], &heap, &heap_len) != napi_ok) return throw_error(env, "conv: heap must be an ArrayBuffer");
+  if (napi_get_value_int64(env, argv[2], &a) != napi_ok || napi_get_value_int64(env, argv[3], &b) != napi_ok ||
+      napi_get_value_int64(env, argv[4], &out) != napi_ok)
+    return throw_error(env, "conv: offsets must be numbers");
+  if (napi_get_typedarray_info(env, argv[5], &type, &len, &dims_data, NULL, NULL) != napi_ok || type != napi_int32_array || len != NDIMS)
+    return throw_error(env, "conv: dims must be an Int32Array of 17");
+  const int32_t *d = dims_data;
+  // Every byte oneDNN touches must lie inside the heap.
+  const int64_t x_bytes = 4LL * d[0] * d[1] * d[2] * d[3], y_bytes = 4LL * d[0] * d[7] * d[8] * d[6], w_bytes = 4LL * d[4] * d[5] * d[3] * d[6];
+  const int64_t sizes[3][3] = {{x_bytes, w_bytes, y_bytes}, {y_bytes, w_bytes, x_bytes}, {x_bytes, y_bytes, w_bytes}};
+  const int64_t offs[3] = {a, b, out};
+  for (int i = 0; i < 3; i++)
+    if (offs[i] < 0 || offs[i] + sizes[op][i] > (int64_t)heap_len) return throw_error(env, "conv: tensor outside the heap");
+  if (!init_engine()) return throw_error(env, "oneDNN: cannot create a CPU engine");
+  Entry *e = lookup(op, d);
+  if (!e || !execute(e, heap, a, b, out)) return throw_error(env, last_error);
+  return NULL;
+}
+
+static napi_value SetThreads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t n;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1 || napi_get_value_int32(env, argv[0], &n) != napi_ok || n < 1)
+    return throw_error(env, "setThreads: expected a positive integer");
+  omp_set_num_threads(n);
+  return NULL;
+}
+
+static napi_value Info(napi_env env, napi_callback_info info) {
+  (void)info;
+  const dnnl_version_t *v = dnnl_version();
+  char buf[160];
+  snprintf(buf, sizeof buf, "oneDNN %d.%d.%d, %d threads", v->major, v->minor, v->patch, omp_get_max_threads());
+  napi_value s;
+  napi_create_string_utf8(env, buf, NAPI_AUTO_LENGTH, &s);
+  return s;
+}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor props[] = {
+      {"conv", NULL, Conv, NULL, NULL, NULL, napi_default, NULL},
+      {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL},
+      {"info", NULL, Info, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}

@@ -1,0 +1,53 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** What build/slfer-native.node (native/onednn-conv.c) exports. */
+export interface NativeKernels {
+  /**
+   * One convolution on tensors in `heap` at byte offsets a, b, out. op 0: forward (x, filter → y),
+   * 1: data gradient (dy, filter → dx), 2: filter gradient (x, dy → dfilter). dims: N H W C KH KW OC
+   * OH OW strideH strideW dilationH dilationW padTop padLeft padBottom padRight.
+   */
+  conv(op: 0 | 1 | 2, heap: ArrayBuffer, a: number, b: number, out: number, dims: Int32Array): void;
+  setThreads(n: number): void;
+  /** "oneDNN 2.6.3, 2 threads" */
+  info(): string;
+}
+
+export type NativeStatus = { ok: true; kernels: NativeKernels; path: string } | { ok: false; reason: string };
+
+let status: NativeStatus | undefined;
+
+/** The package root: the nearest folder above this module with a package.json (src/ in tests, dist/src/ when built). */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('package.json not found above the engine module');
+    dir = up;
+  }
+  return dir;
+}
+
+/**
+ * Loads the native kernels once. They are optional: `npm install` builds them where a C compiler and
+ * oneDNN are present (scripts/build-native.mjs); SLFER_NATIVE=off turns them off.
+ */
+export function loadNativeKernels(): NativeStatus {
+  if (status) return status;
+  if (process.env.SLFER_NATIVE === 'off') return (status = { ok: false, reason: 'SLFER_NATIVE=off' });
+  const path = join(packageRoot(), 'build', 'slfer-native.node');
+  if (!existsSync(path)) {
+    return (status = { ok: false, reason: `${path} is not built (needs a C compiler and oneDNN: apt-get install gcc libdnnl-dev; npm run build:native)` });
+  }
+  try {
+    const kernels = createRequire(import.meta.url)(path) as NativeKernels;
+    const threads = Number(process.env.OMP_NUM_THREADS);
+    if (Number.isInteger(threads) && threads > 0) kernels.setThreads(threads);
+    return (status = { ok: true, kernels, path });
+  } catch (e) {
+    return (status = { ok: false, reason: `${path} failed to load: ${(e as Error).message.split('\n')[0]}` });
+  }
+}

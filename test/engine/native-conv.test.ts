@@ -1,0 +1,138 @@
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { registerKernels, shippedKernel } from '../../src/engine/kernels/register.js';
+import { loadNativeKernels } from '../../src/engine/native/addon.js';
+import { Rng } from '../../src/util/rng.js';
+
+// The oneDNN convolutions the wasm engine uses where build/slfer-native.node is built, checked
+// against tfjs-backend-cpu's own kernels. CI builds them (.ci/run sets SLFER_REQUIRE_NATIVE=1), so
+// there they must load; elsewhere the file runs only if they are built.
+const native = loadNativeKernels();
+
+it('the native kernels are built and load wherever they are required', () => {
+  if (process.env.SLFER_REQUIRE_NATIVE === '1') expect(native.ok ? 'loaded' : native.reason).toBe('loaded');
+  if (native.ok) expect(native.kernels.info()).toMatch(/^oneDNN \d+\.\d+\.\d+, \d+ threads$/);
+});
+
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0;
+  let den = 1e-6;
+  for (let i = 0; i < b.length; i++) {
+    num = Math.max(num, Math.abs(a[i] - b[i]));
+    den = Math.max(den, Math.abs(b[i]));
+  }
+  return num / den;
+}
+
+const values = (n: number, seed: number) => {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: n }, () => rng.normal());
+};
+
+interface Case {
+  x: [number, number, number, number];
+  k: number;
+  cout: number;
+  stride: number;
+  pad: 'same' | 'valid' | number;
+}
+
+const CASES: Case[] = [
+  { x: [2, 9, 9, 3], k: 3, cout: 4, stride: 1, pad: 'same' },
+  { x: [2, 9, 9, 3], k: 3, cout: 4, stride: 2, pad: 'same' },
+  { x: [2, 10, 10, 16], k: 3, cout: 32, stride: 2, pad: 'same' },
+  { x: [1, 10, 8, 5], k: 3, cout: 2, stride: 1, pad: 'valid' },
+  { x: [3, 11, 11, 2], k: 3, cout: 3, stride: 2, pad: 'valid' },
+  { x: [2, 12, 12, 3], k: 7, cout: 64, stride: 2, pad: 3 },
+  { x: [2, 8, 8, 64], k: 1, cout: 128, stride: 2, pad: 0 },
+  { x: [2, 12, 12, 32], k: 3, cout: 32, stride: 1, pad: 1 },
+];
+
+describe.runIf(native.ok)('oneDNN convolutions on wasm', () => {
+  beforeAll(async () => {
+    await tf.setBackend('cpu');
+    await tf.setBackend('wasm');
+    await tf.ready();
+    registerKernels('wasm');
+  });
+
+  /** Runs `kernel` on cpu (tfjs's shipped kernel) and on wasm (ours) with the same inputs. */
+  async function both(kernel: string, inputs: Record<string, { shape: number[]; data: Float32Array }>, attrs: object) {
+    const outs: Float32Array[] = [];
+    for (const backend of ['cpu', 'wasm']) {
+      await tf.setBackend(backend);
+      const ts = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, tf.tensor(v.data, v.shape)]));
+      const config = backend === 'cpu' ? tf.getKernel(kernel, 'cpu')! : tf.getKernel(kernel, 'wasm')!;
+      const info = config.kernelFunc({ inputs: ts, backend: tf.backend(), attrs: attrs as never }) as tf.TensorInfo;
+      outs.push(Float32Array.from(tf.backend().readSync(info.dataId) as Float32Array));
+      tf.backend().disposeData(info.dataId);
+      tf.dispose(Object.values(ts));
+    }
+    return outs;
+  }
+
+  for (const c of CASES) {
+    const label = `x ${c.x.join('x')}, ${c.k}x${c.k}x${c.cout}, stride ${c.stride}, pad ${c.pad}`;
+    const w = [c.k, c.k, c.x[3], c.cout];
+    const info = tf.backend_util.computeConv2DInfo(c.x, w as [number, number, number, number], c.stride, 1, c.pad);
+    const xs = { shape: c.x, data: values(c.x.reduce((a, b) => a * b), 1) };
+    const ws = { shape: w, data: values(w.reduce((a, b) => a * b), 2) };
+    const dys = { shape: info.outShape, data: values(info.outShape.reduce((a, b) => a * b), 3) };
+    const common = { strides: c.stride, pad: c.pad, dataFormat: 'NHWC' };
+
+    it(`Conv2D matches cpu: ${label}`, async () => {
+      const [ref, got] = await both(tf.Conv2D, { x: xs, filter: ws }, { ...common, dilations: 1 });
+      expect(got.length).toBe(ref.length);
+      expect(relErr(got, ref)).toBeLessThan(1e-4);
+    });
+    it(`Conv2DBackpropInput matches cpu: ${label}`, async () => {
+      const [ref, got] = await both(tf.Conv2DBackpropInput, { dy: dys, filter: ws }, { ...common, inputShape: c.x });
+      expect(got.length).toBe(c.x.reduce((a, b) => a * b));
+      expect(relErr(got, ref)).toBeLessThan(1e-4);
+    });
+    it(`Conv2DBackpropFilter matches cpu: ${label}`, async () => {
+      const [ref, got] = await both(tf.Conv2DBackpropFilter, { x: xs, dy: dys }, { ...common, filterShape: w });
+      expect(got.length).toBe(w.reduce((a, b) => a * b));
+      expect(relErr(got, ref)).toBeLessThan(1e-4);
+    });
+  }
+
+  it('replaced the XNNPACK Conv2D, and conv2d gradients through autodiff match cpu', async () => {
+    expect(shippedKernel(tf.Conv2D, 'wasm')).toBeDefined();
+    expect(tf.getKernel(tf.Conv2D, 'wasm')!.kernelFunc).not.toBe(shippedKernel(tf.Conv2D, 'wasm')!.kernelFunc);
+    const c = CASES[2];
+    const grads: Float32Array[][] = [];
+    for (const backend of ['cpu', 'wasm']) {
+      await tf.setBackend(backend);
+      const x = tf.tensor4d(values(2 * 10 * 10 * 16, 4), c.x);
+      const f = tf.tensor4d(values(3 * 3 * 16 * 32, 5), [3, 3, 16, 32]);
+      const [gx, gf] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.square(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 2, 'same'))))([x, f]);
+      grads.push([Float32Array.from(await gx.data()), Float32Array.from(await gf.data())]);
+      tf.dispose([x, f, gx, gf]);
+    }
+    expect(relErr(grads[1][0], grads[0][0])).toBeLessThan(1e-4);
+    expect(relErr(grads[1][1], grads[0][1])).toBeLessThan(1e-4);
+  });
+
+  it('keeps memory flat: no tensors or wasm allocations left behind across calls', async () => {
+    await tf.setBackend('wasm');
+    const x = tf.tensor4d(values(4 * 16 * 16 * 64, 6), [4, 16, 16, 64]);
+    const f = tf.tensor4d(values(3 * 3 * 64 * 64, 7), [3, 3, 64, 64]);
+    const step = () => tf.tidy(() => tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same')))([x, f]).forEach((g) => g.dispose()));
+    step();
+    const before = tf.memory();
+    for (let i = 0; i < 3; i++) step();
+    expect(tf.memory().numTensors).toBe(before.numTensors);
+    expect(tf.memory().numBytes).toBe(before.numBytes);
+    tf.dispose([x, f]);
+  });
+
+  it('rejects NCHW with a message that says what to use', async () => {
+    await tf.setBackend('wasm');
+    const x = tf.zeros([1, 3, 4, 4]) as tf.Tensor4D;
+    const f = tf.zeros([1, 1, 3, 2]) as tf.Tensor4D;
+    expect(() => tf.conv2d(x, f, 1, 'same', 'NCHW')).toThrow(/NCHW.*use NHWC/);
+    tf.dispose([x, f]);
+  });
+});
