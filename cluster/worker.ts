@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     type: 'ready',
     rank,
     backend: engine.backend,
-    reason: engine.reason,
+    reason: engine.convolutions ? `${engine.reason}; convolutions: ${engine.convolutions}` : engine.reason,
     stepsPerEpoch: session.stepsPerEpoch,
     parameters: session.model.store.paramCount,
     trainImages: splits.train.length,

@@ -27,7 +27,7 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 torch_nchw=$(peer fp32)
 echo "PyTorch 2 threads (NCHW, as shipped):    $torch_nchw img/s"
 native=$(ours native)
-echo "slfer-dist launch --workers 2 (oneDNN): $native img/s   ($(grep -m1 'convolutions:' "$OUT/native.log" | sed 's/.*convolutions: //'))"
+echo "slfer-dist launch --workers 2 (oneDNN): $native img/s   ($(grep -o -m1 'oneDNN [0-9.]*, [0-9]* threads\?' "$OUT/native.log" || echo 'oneDNN not loaded!') per worker)"
 torch_cl=$(peer fp32cl)
 echo "PyTorch 2 threads (channels_last):      $torch_cl img/s"
 xnnpack=$(SLFER_NATIVE=off ours xnnpack --epochs 2)

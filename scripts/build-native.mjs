@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds the optional native kernels (native/onednn-conv.c -> build/slfer-native.node): convolutions
+// Builds the optional native kernels (native/slfer-native.c -> build/slfer-native.node): convolutions
 // on oneDNN for the wasm engine. Needs a C compiler and oneDNN's headers and library
 // (Debian/Ubuntu: `apt-get install gcc libdnnl-dev`). With --optional (what `npm install` runs) a
 // machine without them gets one line saying what is missing and the pure-wasm engine; without it,
@@ -57,7 +57,7 @@ const args = [
   '-fvisibility=hidden',
   `-I${napiInclude}`,
   ...(dnnlRoot ? [`-I${join(dnnlRoot, 'include')}`, `-L${join(dnnlRoot, 'lib')}`, `-Wl,-rpath,${join(dnnlRoot, 'lib')}`] : []),
-  join(root, 'native', 'onednn-conv.c'),
+  join(root, 'native', 'slfer-native.c'),
   '-o',
   tmp,
   '-ldnnl',

@@ -20,6 +20,8 @@ export interface BenchTrainOptions {
 
 export interface BenchTrainResult {
   backend: string;
+  /** wasm: what runs the convolutions (oneDNN native kernels or XNNPACK). */
+  convolutions?: string;
   variant: Variant;
   width: number;
   size: number;
@@ -84,6 +86,7 @@ export async function benchTrain(o: BenchTrainOptions): Promise<BenchTrainResult
     images.dispose();
     return {
       backend: engine.backend,
+      convolutions: engine.convolutions,
       variant,
       width,
       size: o.size,

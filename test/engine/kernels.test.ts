@@ -6,7 +6,7 @@ import { resizeBilinearGradHost, upsample2xGradHost } from '../../src/engine/ker
 import { Rng } from '../../src/util/rng.js';
 
 // This file checks the pure-wasm path (XNNPACK forward convolutions, host kernels); the oneDNN
-// kernels that replace it where they are built are checked in native-conv.test.ts.
+// kernels that replace it where they are built are checked in native-kernels.test.ts.
 process.env.SLFER_NATIVE = 'off';
 
 /** Relative error ‖a − b‖∞ / max(‖b‖∞, 1e-6). */

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig } from '@tensorflow/tfjs';
 import { conv2dBackpropFilterKernel } from './conv2d-backprop-filter.js';
-import { resizeBilinearGradKernel } from './resize-bilinear-grad.js';
+import { nativeResizeBilinearGradKernel, resizeBilinearGradKernel } from './resize-bilinear-grad.js';
 import { useConvGradViaForwardConv } from '../gradients/conv2d-grad.js';
 import { loadNativeKernels } from '../native/addon.js';
 import { onednnConvKernels } from './onednn-conv.js';
@@ -9,15 +9,18 @@ import { onednnConvKernels } from './onednn-conv.js';
 /** The kernels a backend ships, kept before they are replaced, so tests can check ours against them. */
 const shipped = new Map<string, KernelConfig>();
 
-let nativeConv: KernelConfig[] | undefined;
+let native: KernelConfig[] | undefined;
 
-/** wasm convolutions on oneDNN when the native kernels are built (../native/addon.ts), else undefined. */
-function nativeConvKernels(): KernelConfig[] | undefined {
-  if (!nativeConv) {
+/**
+ * wasm kernels in C when the native kernels are built (../native/addon.ts): convolutions on oneDNN
+ * and the ×2 upsampling gradient. Undefined without them.
+ */
+function nativeKernels(): KernelConfig[] | undefined {
+  if (!native) {
     const n = loadNativeKernels();
-    if (n.ok) nativeConv = onednnConvKernels(n.kernels);
+    if (n.ok) native = [...onednnConvKernels(n.kernels), nativeResizeBilinearGradKernel(n.kernels)];
   }
-  return nativeConv;
+  return native;
 }
 
 /** Kernels that slfer-dist replaces or adds, per backend. */
@@ -26,7 +29,7 @@ function replacementsFor(backendName: string): KernelConfig[] {
     case 'cpu':
       return [conv2dBackpropFilterKernel('cpu'), resizeBilinearGradKernel('cpu')];
     case 'wasm':
-      return [...(nativeConvKernels() ?? [conv2dBackpropFilterKernel('wasm')]), resizeBilinearGradKernel('wasm')];
+      return nativeKernels() ?? [conv2dBackpropFilterKernel('wasm'), resizeBilinearGradKernel('wasm')];
     default:
       return [];
   }
@@ -39,7 +42,7 @@ function replacementsFor(backendName: string): KernelConfig[] {
  */
 export function registerKernels(backendName: string): string[] {
   const installed: string[] = [];
-  if (backendName === 'wasm' && !nativeConvKernels()) useConvGradViaForwardConv(backendName);
+  if (backendName === 'wasm' && !nativeKernels()) useConvGradViaForwardConv(backendName);
   for (const k of replacementsFor(backendName)) {
     const key = `${k.backendName}/${k.kernelName}`;
     const current = tf.getKernel(k.kernelName, k.backendName);

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, ResizeBilinearGradAttrs, TensorInfo } from '@tensorflow/tfjs';
+import type { NativeKernels } from '../native/addon.js';
 import { outputFloat32, viewFloat32 } from './host.js';
 
 /**
@@ -120,4 +121,28 @@ export const resizeBilinearGradKernel = (backendName: string): KernelConfig => (
   kernelName: tf.ResizeBilinearGrad,
   backendName,
   kernelFunc,
+});
+
+interface WasmBackend {
+  dataIdMap: { get(id: object): { memoryOffset: number } };
+  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
+  wasm: { HEAPU8: Uint8Array };
+}
+
+/** wasm with the native kernels: the exact ×2 case in C, in place on the heap; anything else as above. */
+export const nativeResizeBilinearGradKernel = (native: NativeKernels): KernelConfig => ({
+  kernelName: tf.ResizeBilinearGrad,
+  backendName: 'wasm',
+  kernelFunc: (args) => {
+    const { images, dy } = args.inputs as { images: TensorInfo; dy: TensorInfo };
+    const { alignCorners, halfPixelCenters } = args.attrs as unknown as ResizeBilinearGradAttrs & { halfPixelCenters: boolean };
+    const [b, h, w, c] = images.shape;
+    if (!halfPixelCenters || alignCorners || dy.shape[1] !== 2 * h || dy.shape[2] !== 2 * w || dy.dtype !== 'float32') return kernelFunc(args);
+    const backend = args.backend as unknown as WasmBackend;
+    const out = backend.makeOutput(images.shape, 'float32');
+    if (b * h * w * c === 0) return out;
+    const offset = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
+    native.upsample2xGrad(backend.wasm.HEAPU8.buffer as ArrayBuffer, offset(dy), offset(out), b, h, w, c);
+    return out;
+  },
 });

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** What build/slfer-native.node (native/onednn-conv.c) exports. */
+/** What build/slfer-native.node (native/slfer-native.c) exports. */
 export interface NativeKernels {
   /**
    * One convolution on tensors in `heap` at byte offsets a, b, out. op 0: forward (x, filter → y),
@@ -11,6 +11,8 @@ export interface NativeKernels {
    * OH OW strideH strideW dilationH dilationW padTop padLeft padBottom padRight.
    */
   conv(op: 0 | 1 | 2, heap: ArrayBuffer, a: number, b: number, out: number, dims: Int32Array): void;
+  /** Gradient of exact ×2 half-pixel bilinear upsampling: dy [B, 2h, 2w, C] at dyOffset → dx [B, h, w, C] at dxOffset. */
+  upsample2xGrad(heap: ArrayBuffer, dyOffset: number, dxOffset: number, batch: number, h: number, w: number, channels: number): void;
   setThreads(n: number): void;
   /** "oneDNN 2.6.3, 2 threads" */
   info(): string;

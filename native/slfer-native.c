@@ -1,4 +1,5 @@
-// Convolutions (forward, data gradient, filter gradient) on oneDNN, for tensors that live in the
+// Native kernels for the wasm engine. Convolutions (forward, data gradient, filter gradient) on
+// oneDNN, and the x2 upsampling gradient, for tensors that live in the
 // wasm backend's heap. JS hands over the heap's ArrayBuffer and byte offsets, so nothing is copied:
 // oneDNN reads and writes the tfjs tensors in place. Layouts are tfjs's: activations NHWC, filters
 // HWIO ([kh, kw, in, out]). Filters are reordered into the blocked layout oneDNN's kernels want.
@@ -199,6 +200,47 @@ static napi_value Conv(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// Gradient of exact x2 bilinear upsampling with half-pixel centers (ST's decoder): along each axis,
+// input pixel i received 0.75 of outputs 2i and 2i+1 and 0.25 of 2i-1 and 2i+2, edges replicated.
+// dy [B, 2h, 2w, C] at byte offset dy_off -> dx [B, h, w, C] at dx_off; rows of the batch in parallel.
+static void upsample2x_grad(const float *dy, float *dx, int64_t B, int64_t h, int64_t w, int64_t C) {
+  const int64_t W2 = 2 * w, H2 = 2 * h, rowIn = W2 * C, rowOut = w * C;
+#pragma omp parallel for schedule(static)
+  for (int64_t bi = 0; bi < B * h; bi++) {
+    const int64_t b = bi / h, i = bi % h;
+    const float *base = dy + b * H2 * rowIn;
+    const float *rows[4] = {base + (i > 0 ? 2 * i - 1 : 0) * rowIn, base + 2 * i * rowIn, base + (2 * i + 1) * rowIn,
+                            base + (2 * i + 2 < H2 ? 2 * i + 2 : H2 - 1) * rowIn};
+    float *o = dx + bi * rowOut;
+    for (int64_t j = 0; j < w; j++) {
+      const int64_t cols[4] = {(j > 0 ? 2 * j - 1 : 0) * C, 2 * j * C, (2 * j + 1) * C, (2 * j + 2 < W2 ? 2 * j + 2 : W2 - 1) * C};
+      float *oj = o + j * C;
+      for (int64_t k = 0; k < C; k++) {
+        float r[4];
+        for (int q = 0; q < 4; q++) r[q] = 0.25f * (rows[q][cols[0] + k] + rows[q][cols[3] + k]) + 0.75f * (rows[q][cols[1] + k] + rows[q][cols[2] + k]);
+        oj[k] = 0.25f * (r[0] + r[3]) + 0.75f * (r[1] + r[2]);
+      }
+    }
+  }
+}
+
+// upsample2xGrad(heap: ArrayBuffer, dyOffset, dxOffset, B, h, w, C)
+static napi_value Upsample2xGrad(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  void *heap;
+  size_t heap_len;
+  int64_t v[6];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 7) return throw_error(env, "upsample2xGrad: expected 7 arguments");
+  if (napi_get_arraybuffer_info(env, argv[0], &heap, &heap_len) != napi_ok) return throw_error(env, "upsample2xGrad: heap must be an ArrayBuffer");
+  for (int i = 0; i < 6; i++)
+    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok || v[i] < 0) return throw_error(env, "upsample2xGrad: offsets and sizes must be non-negative numbers");
+  const int64_t B = v[2], h = v[3], w = v[4], C = v[5];
+  if (v[0] + 16 * B * h * w * C > (int64_t)heap_len || v[1] + 4 * B * h * w * C > (int64_t)heap_len) return throw_error(env, "upsample2xGrad: tensor outside the heap");
+  upsample2x_grad((const float *)((uint8_t *)heap + v[0]), (float *)((uint8_t *)heap + v[1]), B, h, w, C);
+  return NULL;
+}
+
 static napi_value SetThreads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -213,7 +255,8 @@ static napi_value Info(napi_env env, napi_callback_info info) {
   (void)info;
   const dnnl_version_t *v = dnnl_version();
   char buf[160];
-  snprintf(buf, sizeof buf, "oneDNN %d.%d.%d, %d threads", v->major, v->minor, v->patch, omp_get_max_threads());
+  const int threads = omp_get_max_threads();
+  snprintf(buf, sizeof buf, "oneDNN %d.%d.%d, %d thread%s", v->major, v->minor, v->patch, threads, threads == 1 ? "" : "s");
   napi_value s;
   napi_create_string_utf8(env, buf, NAPI_AUTO_LENGTH, &s);
   return s;
@@ -222,6 +265,7 @@ static napi_value Info(napi_env env, napi_callback_info info) {
 NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"conv", NULL, Conv, NULL, NULL, NULL, napi_default, NULL},
+      {"upsample2xGrad", NULL, Upsample2xGrad, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL},
       {"info", NULL, Info, NULL, NULL, NULL, napi_default, NULL},
   };

@@ -2,17 +2,19 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { registerKernels, shippedKernel } from '../../src/engine/kernels/register.js';
+import { upsample2xGradHost } from '../../src/engine/kernels/resize-bilinear-grad.js';
 import { loadNativeKernels } from '../../src/engine/native/addon.js';
 import { Rng } from '../../src/util/rng.js';
 
-// The oneDNN convolutions the wasm engine uses where build/slfer-native.node is built, checked
-// against tfjs-backend-cpu's own kernels. CI builds them (.ci/run sets SLFER_REQUIRE_NATIVE=1), so
+// The native kernels the wasm engine uses where build/slfer-native.node is built (oneDNN
+// convolutions, the ×2 upsampling gradient), checked against tfjs-backend-cpu's own kernels and
+// slfer-dist's host kernel. CI builds them (.ci/run sets SLFER_REQUIRE_NATIVE=1), so
 // there they must load; elsewhere the file runs only if they are built.
 const native = loadNativeKernels();
 
 it('the native kernels are built and load wherever they are required', () => {
   if (process.env.SLFER_REQUIRE_NATIVE === '1') expect(native.ok ? 'loaded' : native.reason).toBe('loaded');
-  if (native.ok) expect(native.kernels.info()).toMatch(/^oneDNN \d+\.\d+\.\d+, \d+ threads$/);
+  if (native.ok) expect(native.kernels.info()).toMatch(/^oneDNN \d+\.\d+\.\d+, \d+ threads?$/);
 });
 
 function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -127,6 +129,19 @@ describe.runIf(native.ok)('oneDNN convolutions on wasm', () => {
     expect(tf.memory().numBytes).toBe(before.numBytes);
     tf.dispose([x, f]);
   });
+
+  for (const shape of [[2, 5, 7, 3], [1, 1, 1, 2], [2, 16, 16, 64]] as [number, number, number, number][]) {
+    it(`ResizeBilinearGrad ×2 (halfPixelCenters) in C equals the host kernel: ${shape.join('x')}`, async () => {
+      await tf.setBackend('wasm');
+      const [b, h, w, c] = shape;
+      const dyv = values(b * 4 * h * w * c, 8);
+      const x = tf.zeros(shape) as tf.Tensor4D;
+      const dy = tf.tensor4d(dyv, [b, 2 * h, 2 * w, c]);
+      const got = await tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.image.resizeBilinear(t as tf.Tensor4D, [2 * h, 2 * w], false, true), dy)))(x).data();
+      expect(relErr(got, upsample2xGradHost(dyv, shape))).toBeLessThan(1e-6);
+      tf.dispose([x, dy]);
+    });
+  }
 
   it('rejects NCHW with a message that says what to use', async () => {
     await tf.setBackend('wasm');
