@@ -1,6 +1,6 @@
-// Native kernels for the wasm engine. Convolutions (forward, data gradient, filter gradient) on
-// oneDNN, and the x2 upsampling gradient, for tensors that live in the
-// wasm backend's heap. JS hands over the heap's ArrayBuffer and byte offsets, so nothing is copied:
+// Native kernels for the wasm engine: convolutions (forward, data gradient, filter gradient) on
+// oneDNN; training-mode batch norm and its gradient; the x2 upsampling and max-pool gradients. For
+// tensors in the wasm backend's heap: JS hands over the heap's ArrayBuffer and byte offsets, so nothing is copied:
 // oneDNN reads and writes the tfjs tensors in place. Layouts are tfjs's: activations NHWC, filters
 // HWIO ([kh, kw, in, out]). Filters are reordered into the blocked layout oneDNN's kernels want.
 //
@@ -10,6 +10,7 @@
 #include <node_api.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,6 +242,209 @@ static napi_value Upsample2xGrad(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// Training-mode batch normalisation over the rows of an NHWC tensor ([rows, C], rows = N*H*W), and
+// its closed-form gradient. Per-channel sums are accumulated in double, per thread, then combined.
+static double *partials(int threads, int64_t C, int arrays) {
+  return calloc((size_t)threads * arrays * C, sizeof(double));
+}
+
+static int bn_forward(const float *x, const float *gamma, const float *beta, float *y, float *mean, float *var, float *rstd, int64_t rows, int64_t C,
+                      float eps) {
+  const int T = omp_get_max_threads();
+  double *acc = partials(T, C, 2);
+  if (!acc) return 0;
+#pragma omp parallel num_threads(T)
+  {
+    double *s = acc + (size_t)omp_get_thread_num() * 2 * C, *s2 = s + C;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      const float *xr = x + r * C;
+      for (int64_t c = 0; c < C; c++) {
+        s[c] += xr[c];
+        s2[c] += (double)xr[c] * xr[c];
+      }
+    }
+  }
+  float *scale = malloc(C * sizeof(float));
+  if (!scale) return free(acc), 0;
+  for (int64_t c = 0; c < C; c++) {
+    double s = 0, s2 = 0;
+    for (int t = 0; t < T; t++) s += acc[(size_t)t * 2 * C + c], s2 += acc[(size_t)t * 2 * C + C + c];
+    const double m = s / rows, v = s2 / rows - m * m > 0 ? s2 / rows - m * m : 0;
+    mean[c] = (float)m;
+    var[c] = (float)v;
+    rstd[c] = (float)(1.0 / sqrt(v + eps));
+    scale[c] = gamma[c] * rstd[c];
+  }
+  // (x - mean) first: x*scale - mean*scale loses digits when the variance is tiny.
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = x + r * C;
+    float *yr = y + r * C;
+    for (int64_t c = 0; c < C; c++) yr[c] = (xr[c] - mean[c]) * scale[c] + beta[c];
+  }
+  free(scale);
+  free(acc);
+  return 1;
+}
+
+// dx = gamma*rstd * (dy - mean(dy) - xhat*mean(dy*xhat)), dgamma = sum(dy*xhat), dbeta = sum(dy).
+static int bn_backward(const float *dy, const float *x, const float *mean, const float *rstd, const float *gamma, float *dx, float *dgamma, float *dbeta,
+                       int64_t rows, int64_t C) {
+  const int T = omp_get_max_threads();
+  double *acc = partials(T, C, 2);
+  if (!acc) return 0;
+#pragma omp parallel num_threads(T)
+  {
+    double *sd = acc + (size_t)omp_get_thread_num() * 2 * C, *sdx = sd + C;
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      const float *dr = dy + r * C, *xr = x + r * C;
+      for (int64_t c = 0; c < C; c++) {
+        sd[c] += dr[c];
+        sdx[c] += (double)dr[c] * ((xr[c] - mean[c]) * rstd[c]);
+      }
+    }
+  }
+  float *k = malloc(3 * C * sizeof(float));
+  if (!k) return free(acc), 0;
+  float *a = k + C, *b = k + 2 * C;
+  for (int64_t c = 0; c < C; c++) {
+    double sd = 0, sdx = 0;
+    for (int t = 0; t < T; t++) sd += acc[(size_t)t * 2 * C + c], sdx += acc[(size_t)t * 2 * C + C + c];
+    dbeta[c] = (float)sd;
+    dgamma[c] = (float)sdx;
+    // dx = k*(dy - sd/n - xhat*sdx/n), xhat = (x - mean)*rstd: folded into k*dy + a*(x - mean) + b.
+    k[c] = gamma[c] * rstd[c];
+    const double kc = k[c];
+    a[c] = (float)(-kc * sdx / rows * rstd[c]);
+    b[c] = (float)(-kc * sd / rows);
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *dr = dy + r * C, *xr = x + r * C;
+    float *o = dx + r * C;
+    for (int64_t c = 0; c < C; c++) o[c] = k[c] * dr[c] + a[c] * (xr[c] - mean[c]) + b[c];
+  }
+  free(k);
+  free(acc);
+  return 1;
+}
+
+// Gradient of 2-D max pooling (NHWC): each output's gradient goes to the first maximum of its window
+// in row-major order (tfjs-backend-cpu's rule, which matters where ReLU leaves ties at 0); window
+// cells outside the input are skipped. Images of the batch in parallel.
+static int max_pool_grad(const float *x, const float *dy, float *dx, const int64_t *d) {
+  const int64_t N = d[0], H = d[1], W = d[2], C = d[3], OH = d[4], OW = d[5], sh = d[6], sw = d[7], kh = d[8], kw = d[9], pt = d[10], pl = d[11];
+  memset(dx, 0, (size_t)(N * H * W * C) * sizeof(float));
+  int ok = 1;
+#pragma omp parallel
+  {
+    float *best = malloc(C * sizeof(float));
+    int64_t *at = malloc(C * sizeof(int64_t));
+    if (!best || !at) {
+#pragma omp atomic write
+      ok = 0;
+    }
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+      if (!best || !at) continue;
+      for (int64_t oh = 0; oh < OH; oh++)
+        for (int64_t ow = 0; ow < OW; ow++) {
+          for (int64_t c = 0; c < C; c++) best[c] = -INFINITY, at[c] = -1;
+          for (int64_t i = 0; i < kh; i++) {
+            const int64_t h = oh * sh - pt + i;
+            if (h < 0 || h >= H) continue;
+            for (int64_t j = 0; j < kw; j++) {
+              const int64_t w = ow * sw - pl + j;
+              if (w < 0 || w >= W) continue;
+              const int64_t base = ((n * H + h) * W + w) * C;
+              for (int64_t c = 0; c < C; c++)
+                if (x[base + c] > best[c]) best[c] = x[base + c], at[c] = base + c;
+            }
+          }
+          const float *g = dy + ((n * OH + oh) * OW + ow) * C;
+          for (int64_t c = 0; c < C; c++)
+            if (at[c] >= 0) dx[at[c]] += g[c];
+        }
+    }
+    free(best);
+    free(at);
+  }
+  return ok;
+}
+
+// Reads n non-negative integers from argv[first..] into v.
+static int int_args(napi_env env, napi_value *argv, int first, int n, int64_t *v) {
+  for (int i = 0; i < n; i++)
+    if (napi_get_value_int64(env, argv[first + i], &v[i]) != napi_ok || v[i] < 0) return 0;
+  return 1;
+}
+
+// batchNormForward(heap, x, gamma, beta, y, mean, var, rstd: byte offsets, rows, C, epsilon)
+static napi_value BatchNormForward(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  void *heap;
+  size_t len;
+  int64_t v[9];
+  double eps;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 11) return throw_error(env, "batchNormForward: expected 11 arguments");
+  if (napi_get_arraybuffer_info(env, argv[0], &heap, &len) != napi_ok) return throw_error(env, "batchNormForward: heap must be an ArrayBuffer");
+  if (!int_args(env, argv, 1, 9, v) || napi_get_value_double(env, argv[10], &eps) != napi_ok) return throw_error(env, "batchNormForward: bad offsets or sizes");
+  const int64_t rows = v[7], C = v[8], big = 4 * rows * C, small = 4 * C;
+  const int64_t sizes[7] = {big, small, small, big, small, small, small};
+  for (int i = 0; i < 7; i++)
+    if (v[i] + sizes[i] > (int64_t)len) return throw_error(env, "batchNormForward: tensor outside the heap");
+  uint8_t *h = heap;
+  if (!bn_forward((float *)(h + v[0]), (float *)(h + v[1]), (float *)(h + v[2]), (float *)(h + v[3]), (float *)(h + v[4]), (float *)(h + v[5]),
+                  (float *)(h + v[6]), rows, C, (float)eps))
+    return throw_error(env, "batchNormForward: out of memory");
+  return NULL;
+}
+
+// batchNormBackward(heap, dy, x, mean, rstd, gamma, dx, dgamma, dbeta: byte offsets, rows, C)
+static napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  void *heap;
+  size_t len;
+  int64_t v[10];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 11) return throw_error(env, "batchNormBackward: expected 11 arguments");
+  if (napi_get_arraybuffer_info(env, argv[0], &heap, &len) != napi_ok) return throw_error(env, "batchNormBackward: heap must be an ArrayBuffer");
+  if (!int_args(env, argv, 1, 10, v)) return throw_error(env, "batchNormBackward: bad offsets or sizes");
+  const int64_t rows = v[8], C = v[9], big = 4 * rows * C, small = 4 * C;
+  const int64_t sizes[8] = {big, big, small, small, small, big, small, small};
+  for (int i = 0; i < 8; i++)
+    if (v[i] + sizes[i] > (int64_t)len) return throw_error(env, "batchNormBackward: tensor outside the heap");
+  uint8_t *h = heap;
+  if (!bn_backward((float *)(h + v[0]), (float *)(h + v[1]), (float *)(h + v[2]), (float *)(h + v[3]), (float *)(h + v[4]), (float *)(h + v[5]),
+                   (float *)(h + v[6]), (float *)(h + v[7]), rows, C))
+    return throw_error(env, "batchNormBackward: out of memory");
+  return NULL;
+}
+
+// maxPoolGrad(heap, x, dy, dx: byte offsets, dims: Int32Array(12): N H W C OH OW strideH strideW kh kw padTop padLeft)
+static napi_value MaxPoolGrad(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  void *heap, *dims_data;
+  size_t len, n;
+  int64_t v[3], d[12];
+  napi_typedarray_type type;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5) return throw_error(env, "maxPoolGrad: expected 5 arguments");
+  if (napi_get_arraybuffer_info(env, argv[0], &heap, &len) != napi_ok) return throw_error(env, "maxPoolGrad: heap must be an ArrayBuffer");
+  if (!int_args(env, argv, 1, 3, v)) return throw_error(env, "maxPoolGrad: bad offsets");
+  if (napi_get_typedarray_info(env, argv[4], &type, &n, &dims_data, NULL, NULL) != napi_ok || type != napi_int32_array || n != 12)
+    return throw_error(env, "maxPoolGrad: dims must be an Int32Array of 12");
+  for (int i = 0; i < 12; i++) d[i] = ((const int32_t *)dims_data)[i];
+  const int64_t in_bytes = 4 * d[0] * d[1] * d[2] * d[3], out_bytes = 4 * d[0] * d[4] * d[5] * d[3];
+  if (v[0] + in_bytes > (int64_t)len || v[1] + out_bytes > (int64_t)len || v[2] + in_bytes > (int64_t)len) return throw_error(env, "maxPoolGrad: tensor outside the heap");
+  uint8_t *h = heap;
+  if (!max_pool_grad((const float *)(h + v[0]), (const float *)(h + v[1]), (float *)(h + v[2]), d)) return throw_error(env, "maxPoolGrad: out of memory");
+  return NULL;
+}
+
 static napi_value SetThreads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -266,6 +470,9 @@ NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"conv", NULL, Conv, NULL, NULL, NULL, napi_default, NULL},
       {"upsample2xGrad", NULL, Upsample2xGrad, NULL, NULL, NULL, napi_default, NULL},
+      {"maxPoolGrad", NULL, MaxPoolGrad, NULL, NULL, NULL, napi_default, NULL},
+      {"batchNormForward", NULL, BatchNormForward, NULL, NULL, NULL, napi_default, NULL},
+      {"batchNormBackward", NULL, BatchNormBackward, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL},
       {"info", NULL, Info, NULL, NULL, NULL, napi_default, NULL},
   };

@@ -61,6 +61,7 @@ const args = [
   '-o',
   tmp,
   '-ldnnl',
+  '-lm',
 ];
 try {
   execFileSync(cc, args, { stdio: ['ignore', 'inherit', 'inherit'] });

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { BATCH_NORM_BACKWARD, BATCH_NORM_FORWARD, hasBatchNormKernels } from '../engine/kernels/batch-norm-kernels.js';
 import type { ParamStore } from './params.js';
 
 /**
@@ -59,6 +60,7 @@ export function batchNormTraining(
   beta: tf.Tensor1D,
   onStats: (mean: tf.Tensor1D, variance: tf.Tensor1D) => void = () => {},
 ): tf.Tensor4D {
+  if (hasBatchNormKernels()) return batchNormTrainingKernels(x, gamma, beta, onStats);
   const n = x.shape[0] * x.shape[1] * x.shape[2];
   const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [xi, g, b] = args as tf.Tensor[];
@@ -77,6 +79,25 @@ export function batchNormTraining(
         const sumDyXhat = tf.sum(tf.mul(d, xh), [0, 1, 2]);
         const centred = tf.sub(d, tf.add(tf.div(sumDy, n), tf.mul(xh, tf.div(sumDyXhat, n))));
         return [tf.mul(centred, tf.mul(gm, rs)), sumDyXhat, sumDy];
+      },
+    };
+  });
+  return f(x, gamma, beta) as tf.Tensor4D;
+}
+
+/** The same through an engine's two batch-norm kernels (engine/kernels/batch-norm-kernels.ts): one pass each way. */
+function batchNormTrainingKernels(x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, onStats: (mean: tf.Tensor1D, variance: tf.Tensor1D) => void): tf.Tensor4D {
+  const f = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [xi, g, b] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    const [y, mean, variance, rstd] = tf.engine().runKernel(BATCH_NORM_FORWARD, { x: xi, gamma: g, beta: b }, { epsilon: BN_EPSILON } as never) as tf.Tensor[];
+    onStats(mean as tf.Tensor1D, variance as tf.Tensor1D);
+    save([xi, mean, rstd, g]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        const [xs, m, r, gm] = saved;
+        return tf.engine().runKernel(BATCH_NORM_BACKWARD, { dy: dy as tf.Tensor, x: xs, mean: m, rstd: r, gamma: gm }, {}) as tf.Tensor[];
       },
     };
   });

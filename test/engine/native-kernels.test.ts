@@ -2,7 +2,9 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { registerKernels, shippedKernel } from '../../src/engine/kernels/register.js';
+import { hasBatchNormKernels } from '../../src/engine/kernels/batch-norm-kernels.js';
 import { upsample2xGradHost } from '../../src/engine/kernels/resize-bilinear-grad.js';
+import { batchNormTraining } from '../../src/model/layers.js';
 import { loadNativeKernels } from '../../src/engine/native/addon.js';
 import { Rng } from '../../src/util/rng.js';
 
@@ -140,6 +142,48 @@ describe.runIf(native.ok)('oneDNN convolutions on wasm', () => {
       const got = await tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.image.resizeBilinear(t as tf.Tensor4D, [2 * h, 2 * w], false, true), dy)))(x).data();
       expect(relErr(got, upsample2xGradHost(dyv, shape))).toBeLessThan(1e-6);
       tf.dispose([x, dy]);
+    });
+  }
+
+  for (const shape of [[2, 5, 7, 3], [4, 8, 8, 64], [1, 1, 1, 5]] as [number, number, number, number][]) {
+    it(`batch norm forward, statistics and gradients in C match the op-based closed form on cpu: ${shape.join('x')}`, async () => {
+      const C = shape[3];
+      const xv = values(shape.reduce((a, b) => a * b), 10).map((v, i) => 3 * v + (i % C)); // per-channel offsets
+      const gv = values(C, 11);
+      const bv = values(C, 12);
+      const dyv = values(xv.length, 13);
+      const results: Float32Array[][] = [];
+      for (const backend of ['cpu', 'wasm']) {
+        await tf.setBackend(backend);
+        expect(hasBatchNormKernels()).toBe(backend === 'wasm');
+        const [x, g, b, dy] = [tf.tensor4d(xv, shape), tf.tensor1d(gv), tf.tensor1d(bv), tf.tensor4d(dyv, shape)];
+        let stats: tf.Tensor[] = [];
+        const f = (a: tf.Tensor, c: tf.Tensor, d: tf.Tensor) =>
+          tf.sum(tf.mul(batchNormTraining(a as tf.Tensor4D, c as tf.Tensor1D, d as tf.Tensor1D, (m, v) => (stats = [tf.keep(m.clone()), tf.keep(v.clone())])), dy));
+        const y = tf.tidy(() => batchNormTraining(x, g, b));
+        const grads = tf.grads(f)([x, g, b]);
+        const out = [y, ...stats, ...grads];
+        results.push(await Promise.all(out.map(async (t) => Float32Array.from(await t.data()))));
+        tf.dispose([x, g, b, dy, ...out]);
+      }
+      const names = ['y', 'mean', 'variance', 'dx', 'dgamma', 'dbeta'];
+      results[0].forEach((ref, i) => expect(relErr(results[1][i], ref), names[i]).toBeLessThan(1e-4));
+    });
+  }
+
+  for (const [shape, k, stride, pad] of [
+    [[2, 9, 9, 3], 3, 2, 1],
+    [[2, 8, 8, 16], 2, 2, 'valid'],
+    [[1, 7, 5, 4], 3, 1, 'same'],
+  ] as [[number, number, number, number], number, number, number | 'same' | 'valid'][]) {
+    it(`MaxPoolGrad in C matches cpu, ties included: ${shape.join('x')}, ${k}x${k}/${stride}, pad ${pad}`, async () => {
+      // ReLU'd values rounded to a coarse grid: many windows hold tied maxima, as after the stem's ReLU.
+      const xv = values(shape.reduce((a, b) => a * b), 14).map((v) => Math.max(0, Math.round(v * 2) / 2));
+      const dyShape = tf.backend_util.computePool2DInfo(shape, k, stride, 1, pad).outShape;
+      const dyv = values(dyShape.reduce((a, b) => a * b), 15);
+      const [ref, got] = await both(tf.MaxPoolGrad, { dy: { shape: dyShape, data: dyv }, input: { shape, data: xv }, output: { shape: dyShape, data: new Float32Array(dyv.length) } }, { filterSize: k, strides: stride, pad });
+      expect(got.length).toBe(xv.length);
+      expect(relErr(got, ref)).toBeLessThan(1e-6);
     });
   }
 

@@ -4,6 +4,8 @@ import { conv2dBackpropFilterKernel } from './conv2d-backprop-filter.js';
 import { nativeResizeBilinearGradKernel, resizeBilinearGradKernel } from './resize-bilinear-grad.js';
 import { useConvGradViaForwardConv } from '../gradients/conv2d-grad.js';
 import { loadNativeKernels } from '../native/addon.js';
+import { nativeBatchNormKernels } from './batch-norm-kernels.js';
+import { nativeMaxPoolGradKernel } from './max-pool-grad.js';
 import { onednnConvKernels } from './onednn-conv.js';
 
 /** The kernels a backend ships, kept before they are replaced, so tests can check ours against them. */
@@ -12,13 +14,15 @@ const shipped = new Map<string, KernelConfig>();
 let native: KernelConfig[] | undefined;
 
 /**
- * wasm kernels in C when the native kernels are built (../native/addon.ts): convolutions on oneDNN
- * and the ×2 upsampling gradient. Undefined without them.
+ * wasm kernels in C when the native kernels are built (../native/addon.ts): convolutions on oneDNN,
+ * batch norm, the ×2 upsampling and max-pool gradients. Undefined without them.
  */
 function nativeKernels(): KernelConfig[] | undefined {
   if (!native) {
     const n = loadNativeKernels();
-    if (n.ok) native = [...onednnConvKernels(n.kernels), nativeResizeBilinearGradKernel(n.kernels)];
+    if (n.ok) {
+      native = [...onednnConvKernels(n.kernels), nativeResizeBilinearGradKernel(n.kernels), nativeMaxPoolGradKernel(n.kernels), ...nativeBatchNormKernels(n.kernels)];
+    }
   }
   return native;
 }

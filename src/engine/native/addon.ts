@@ -13,6 +13,12 @@ export interface NativeKernels {
   conv(op: 0 | 1 | 2, heap: ArrayBuffer, a: number, b: number, out: number, dims: Int32Array): void;
   /** Gradient of exact ×2 half-pixel bilinear upsampling: dy [B, 2h, 2w, C] at dyOffset → dx [B, h, w, C] at dxOffset. */
   upsample2xGrad(heap: ArrayBuffer, dyOffset: number, dxOffset: number, batch: number, h: number, w: number, channels: number): void;
+  /** Training batch norm over rows = N·H·W of [rows, C] at byte offsets: x, gamma, beta → y, mean, variance, rstd. */
+  batchNormForward(heap: ArrayBuffer, x: number, gamma: number, beta: number, y: number, mean: number, variance: number, rstd: number, rows: number, channels: number, epsilon: number): void;
+  /** Its gradient: dy, x, mean, rstd, gamma → dx, dgamma, dbeta. */
+  batchNormBackward(heap: ArrayBuffer, dy: number, x: number, mean: number, rstd: number, gamma: number, dx: number, dgamma: number, dbeta: number, rows: number, channels: number): void;
+  /** Max-pool gradient (NHWC) at byte offsets x, dy → dx; dims: N H W C OH OW strideH strideW kh kw padTop padLeft. */
+  maxPoolGrad(heap: ArrayBuffer, x: number, dy: number, dx: number, dims: Int32Array): void;
   setThreads(n: number): void;
   /** "oneDNN 2.6.3, 2 threads" */
   info(): string;

@@ -1,0 +1,58 @@
+import * as tf from '@tensorflow/tfjs';
+import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
+import type { NativeKernels } from '../native/addon.js';
+
+/**
+ * Training-mode batch norm as two kernels, so an engine can run it in one pass each way instead of
+ * a dozen elementwise ops (on wasm, those took a third of a step once convolutions ran on oneDNN).
+ *   forward:  x [N,H,W,C], gamma, beta → y, batch mean, batch variance (biased), rstd = (var + ε)^-½
+ *   backward: dy, x, mean, rstd, gamma → dx, dgamma, dbeta (the closed form of model/layers.ts)
+ * src/model/layers.ts uses them where the current backend has them registered.
+ */
+export const BATCH_NORM_FORWARD = 'SlferBatchNormForward';
+export const BATCH_NORM_BACKWARD = 'SlferBatchNormBackward';
+
+interface WasmBackend {
+  dataIdMap: { get(id: object): { memoryOffset: number } };
+  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
+  wasm: { HEAPU8: Uint8Array };
+}
+
+export function nativeBatchNormKernels(native: NativeKernels): KernelConfig[] {
+  return [
+    {
+      kernelName: BATCH_NORM_FORWARD,
+      backendName: 'wasm',
+      kernelFunc: ({ inputs, attrs, backend }) => {
+        const { x, gamma, beta } = inputs as { x: TensorInfo; gamma: TensorInfo; beta: TensorInfo };
+        const b = backend as unknown as WasmBackend;
+        const C = x.shape[3];
+        const rows = x.shape[0] * x.shape[1] * x.shape[2];
+        const outs = [b.makeOutput(x.shape, 'float32'), b.makeOutput([C], 'float32'), b.makeOutput([C], 'float32'), b.makeOutput([C], 'float32')];
+        const at = (t: TensorInfo) => b.dataIdMap.get(t.dataId).memoryOffset;
+        // The heap is read after the outputs exist: an allocation can grow (and replace) it.
+        native.batchNormForward(b.wasm.HEAPU8.buffer as ArrayBuffer, at(x), at(gamma), at(beta), ...(outs.map(at) as [number, number, number, number]), rows, C, (attrs as { epsilon: number }).epsilon);
+        return outs;
+      },
+    },
+    {
+      kernelName: BATCH_NORM_BACKWARD,
+      backendName: 'wasm',
+      kernelFunc: ({ inputs, backend }) => {
+        const { dy, x, mean, rstd, gamma } = inputs as Record<'dy' | 'x' | 'mean' | 'rstd' | 'gamma', TensorInfo>;
+        const b = backend as unknown as WasmBackend;
+        const C = x.shape[3];
+        const rows = x.shape[0] * x.shape[1] * x.shape[2];
+        const outs = [b.makeOutput(x.shape, 'float32'), b.makeOutput([C], 'float32'), b.makeOutput([C], 'float32')];
+        const at = (t: TensorInfo) => b.dataIdMap.get(t.dataId).memoryOffset;
+        native.batchNormBackward(b.wasm.HEAPU8.buffer as ArrayBuffer, at(dy), at(x), at(mean), at(rstd), at(gamma), ...(outs.map(at) as [number, number, number]), rows, C);
+        return outs;
+      },
+    },
+  ];
+}
+
+/** Whether the current backend runs batch norm with the two kernels above. */
+export function hasBatchNormKernels(): boolean {
+  return tf.getKernel(BATCH_NORM_FORWARD, tf.getBackend()) !== undefined;
+}
