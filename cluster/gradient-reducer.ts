@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { GradientReducer } from '../src/train/session.js';
-import { pack, planBuckets, unpack, type Bucket } from './collective/buckets.js';
+import { pack, planBuckets, type Bucket } from './collective/buckets.js';
 import type { Ring } from './collective/ring.js';
 
 /**
@@ -27,21 +27,36 @@ export class RingGradientReducer implements GradientReducer {
   }
 
   async reduce(grads: tf.Tensor[], batchSize: number): Promise<tf.Tensor[]> {
-    const host = await Promise.all(grads.map((g) => g.data() as Promise<Float32Array>));
-    for (const g of grads) g.dispose();
     this.count[0] = batchSize;
-    await this.ring.allReduce(this.count);
+    await this.ring.allReduce(this.count); // also where the ranks meet
     const total = this.count[0];
+    // Every rank used the same number of samples (the usual case): the weighted mean is the plain
+    // mean, which the ring finishes itself (each rank divides the segment it owns), so the 55 MB
+    // are touched twice here (into the buckets, back into tensors) instead of six times.
+    const equal = total === batchSize * this.ring.worldSize;
+    const weight = equal ? 1 : batchSize;
+    const backend = tf.backend() as { typedArrayFromHeap?: (t: tf.Tensor) => Float32Array };
+    // wasm: read the gradients where they lie in its heap. The views die at the next allocation,
+    // so all buckets are filled before any tensor is created.
+    const host = backend.typedArrayFromHeap ? grads.map((g) => backend.typedArrayFromHeap!(g)) : await Promise.all(grads.map((g) => g.data() as Promise<Float32Array>));
     for (const bucket of this.buckets) {
       const flat = pack(bucket, host);
-      // Weight by this worker's samples; the sum over workers divided by all samples is the mean
-      // gradient of the global batch.
-      if (batchSize !== 1) for (let i = 0; i < flat.length; i++) flat[i] *= batchSize;
-      await this.ring.allReduce(flat, { compression: this.compression });
-      const inv = total > 0 ? 1 / total : 0;
-      for (let i = 0; i < flat.length; i++) flat[i] *= inv;
-      unpack(bucket, flat, host);
+      if (weight !== 1) for (let i = 0; i < flat.length; i++) flat[i] *= weight;
     }
-    return host.map((h, i) => tf.tensor(h, this.shapes[i], 'float32'));
+    for (const g of grads) g.dispose();
+    const out: tf.Tensor[] = [];
+    const inv = total > 0 ? 1 / total : 0;
+    for (const bucket of this.buckets) {
+      const { flat, offsets, first, end } = bucket;
+      await this.ring.allReduce(flat, { compression: this.compression, average: equal });
+      if (!equal) for (let i = 0; i < flat.length; i++) flat[i] *= inv;
+      // The buckets are reused next step: wasm copies values into its heap, other backends may
+      // keep the array they are given, so they get their own copy.
+      for (let t = first; t < end; t++) {
+        const part = flat.subarray(offsets[t - first], offsets[t - first + 1]);
+        out.push(tf.tensor(backend.typedArrayFromHeap ? part : part.slice(), this.shapes[t], 'float32'));
+      }
+    }
+    return out;
   }
 }
