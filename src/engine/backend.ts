@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { errors } from '../errors.js';
 import { registerKernels } from './kernels/register.js';
+import type { WebgpuUtil } from './kernels/webgpu-resize-bilinear-grad.js';
 import { loadNativeKernels } from './native/addon.js';
 
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
@@ -72,10 +73,11 @@ async function activate(name: string): Promise<void> {
   const cpu = tf.findBackend('cpu') as { firstUse?: boolean } | null;
   if (cpu) cpu.firstUse = false;
   if (name === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
+  const webgpuUtil = name === 'webgpu' ? ((await import('@tensorflow/tfjs-backend-webgpu')) as unknown as { webgpu_util: WebgpuUtil }).webgpu_util : undefined;
   const ok = await tf.setBackend(name);
   if (!ok) throw new Error(`tf.setBackend('${name}') failed`);
   await tf.ready();
-  registerKernels(name);
+  registerKernels(name, { webgpuUtil });
 }
 
 const REMEDY: Record<string, string> = {

@@ -7,6 +7,7 @@ import { loadNativeKernels } from '../native/addon.js';
 import { nativeBatchNormKernels } from './batch-norm-kernels.js';
 import { nativeMaxPoolGradKernel } from './max-pool-grad.js';
 import { onednnConvKernels } from './onednn-conv.js';
+import { webgpuResizeBilinearGradKernel, type WebgpuUtil } from './webgpu-resize-bilinear-grad.js';
 
 /** The kernels a backend ships, kept before they are replaced, so tests can check ours against them. */
 const shipped = new Map<string, KernelConfig>();
@@ -28,12 +29,14 @@ function nativeKernels(): KernelConfig[] | undefined {
 }
 
 /** Kernels that slfer-dist replaces or adds, per backend. */
-function replacementsFor(backendName: string): KernelConfig[] {
+function replacementsFor(backendName: string, opts: RegisterOptions): KernelConfig[] {
   switch (backendName) {
     case 'cpu':
       return [conv2dBackpropFilterKernel('cpu'), resizeBilinearGradKernel('cpu')];
     case 'wasm':
       return nativeKernels() ?? [conv2dBackpropFilterKernel('wasm'), resizeBilinearGradKernel('wasm')];
+    case 'webgpu':
+      return opts.webgpuUtil ? [webgpuResizeBilinearGradKernel(opts.webgpuUtil)] : [];
     default:
       return [];
   }
@@ -44,10 +47,15 @@ function replacementsFor(backendName: string): KernelConfig[] {
  * native kernels, the Conv2D gradient runs as forward convolutions (../gradients/conv2d-grad.ts),
  * since XNNPACK has only the forward; with them, tfjs's own gradient calls the native backprop kernels.
  */
-export function registerKernels(backendName: string): string[] {
+export interface RegisterOptions {
+  /** tfjs-backend-webgpu's `webgpu_util`, for slfer-dist's WGSL kernels (the caller has the module loaded). */
+  webgpuUtil?: WebgpuUtil;
+}
+
+export function registerKernels(backendName: string, opts: RegisterOptions = {}): string[] {
   const installed: string[] = [];
   if (backendName === 'wasm' && !nativeKernels()) useConvGradViaForwardConv(backendName);
-  for (const k of replacementsFor(backendName)) {
+  for (const k of replacementsFor(backendName, opts)) {
     const key = `${k.backendName}/${k.kernelName}`;
     const current = tf.getKernel(k.kernelName, k.backendName);
     if (current?.kernelFunc === k.kernelFunc) continue;

@@ -1,0 +1,56 @@
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { selectBackend } from '../../src/engine/backend.js';
+import { resizeBilinearGradHost } from '../../src/engine/kernels/resize-bilinear-grad.js';
+import { Rng } from '../../src/util/rng.js';
+import { expectStepMatchesCpu } from '../helpers/full-step.js';
+
+// slfer-dist's WGSL kernels, run by Dawn (npm "webgpu") on whatever adapter it finds: Mesa's
+// lavapipe (CPU Vulkan) here and in CI, a GPU elsewhere. CI installs both and sets
+// SLFER_REQUIRE_WEBGPU=1, so there the engine must come up; elsewhere the file runs only if it does.
+let available = false;
+let reason = '';
+try {
+  await selectBackend('webgpu');
+  available = true;
+} catch (e) {
+  reason = (e as Error).message;
+}
+
+it('the webgpu engine comes up wherever it is required', () => {
+  if (process.env.SLFER_REQUIRE_WEBGPU === '1') expect(available ? 'available' : reason).toBe('available');
+});
+
+describe.runIf(available)('webgpu kernels', () => {
+  beforeAll(async () => {
+    await tf.setBackend('webgpu');
+  });
+
+  const cases: { from: [number, number]; to: [number, number]; hp: boolean; ac: boolean }[] = [
+    { from: [5, 7], to: [10, 14], hp: true, ac: false },
+    { from: [5, 7], to: [10, 13], hp: true, ac: false },
+    { from: [10, 13], to: [5, 7], hp: true, ac: false },
+    { from: [5, 7], to: [10, 13], hp: false, ac: false },
+    { from: [5, 7], to: [10, 13], hp: false, ac: true },
+  ];
+  for (const { from, to, hp, ac } of cases) {
+    it(`ResizeBilinearGrad (WGSL) equals the host kernel: ${from.join('x')} → ${to.join('x')}, halfPixelCenters ${hp}, alignCorners ${ac}`, async () => {
+      const shape: [number, number, number, number] = [2, from[0], from[1], 3];
+      const rng = new Rng(3);
+      const dyv = Float32Array.from({ length: 2 * to[0] * to[1] * 3 }, () => rng.normal());
+      const x = tf.zeros(shape) as tf.Tensor4D;
+      const dy = tf.tensor4d(dyv, [2, to[0], to[1], 3]);
+      const got = await tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.image.resizeBilinear(t as tf.Tensor4D, to, ac, hp), dy)))(x).data();
+      const want = resizeBilinearGradHost(dyv, shape, to, ac, hp);
+      let err = 0;
+      for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
+      expect(err).toBeLessThan(1e-4);
+      tf.dispose([x, dy]);
+    });
+  }
+
+  it('trains a full SLFER step (all heads) with the same loss and gradients as the cpu reference', async () => {
+    await expectStepMatchesCpu('webgpu', { size: 32, batch: 2 });
+    expect(tf.getBackend()).toBe('webgpu');
+  });
+});
