@@ -245,15 +245,22 @@ export function buildProgram(): Command {
     .option('--warmup <n>', 'untimed steps first', int('--warmup'), 2)
     .option('--width <x>', 'channel multiplier (1 = the paper network)', num('--width'), 1)
     .addOption(new Option('--variant <name>', 'ablation variant').choices([...VARIANTS]).default('proposed'))
+    .option('--profile', 'also time one step per kernel (the 20 largest; all with --json)')
     .option('--json', 'print JSON')
-    .action(async (f: { backend: BackendRequest; size: number; batch: number; steps: number; warmup: number; width: number; variant: (typeof VARIANTS)[number]; json?: boolean }) => {
+    .action(async (f: { backend: BackendRequest; size: number; batch: number; steps: number; warmup: number; width: number; variant: (typeof VARIANTS)[number]; profile?: boolean; json?: boolean }) => {
       const r = await benchTrain(f);
       if (f.json) process.stdout.write(JSON.stringify(r) + '\n');
-      else
+      else {
         process.stdout.write(
           `${r.backend}${r.convolutions ? ` (convolutions: ${r.convolutions})` : ''}: SLFER ${r.variant} width ${r.width} (${r.parameters.toLocaleString('en-US')} parameters), ${r.size}px, batch ${r.batch}: ` +
             `train ${r.trainImagesPerSec.toFixed(2)} img/s (${r.msPerStep.toFixed(0)} ms/step), forward ${r.forwardImagesPerSec.toFixed(1)} img/s\n`,
         );
+        if (r.kernels) {
+          const total = r.kernels.reduce((a, k) => a + k.ms, 0);
+          process.stdout.write(`one profiled step, ${total.toFixed(0)} ms in kernels:\n`);
+          for (const k of r.kernels.slice(0, 20)) process.stdout.write(`  ${k.kernel.padEnd(28)} ${k.ms.toFixed(1).padStart(9)} ms  ${((100 * k.ms) / total).toFixed(1).padStart(5)}%  ${String(k.calls).padStart(5)} calls\n`);
+        }
+      }
     });
 
   bench

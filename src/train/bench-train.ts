@@ -16,6 +16,15 @@ export interface BenchTrainOptions {
   warmup?: number;
   variant?: Variant;
   width?: number;
+  /** Also time one step kernel by kernel (tf.profile: GPU timer queries on webgpu where the adapter has them). */
+  profile?: boolean;
+}
+
+/** One kernel's share of a profiled step. */
+export interface KernelTime {
+  kernel: string;
+  ms: number;
+  calls: number;
 }
 
 export interface BenchTrainResult {
@@ -31,6 +40,8 @@ export interface BenchTrainResult {
   msPerStep: number;
   forwardImagesPerSec: number;
   parameters: number;
+  /** With `profile`: time per kernel in one step, largest first. */
+  kernels?: KernelTime[];
 }
 
 /** A batch of random images, labels, masks and component labels: what a benchmark step needs. */
@@ -73,6 +84,7 @@ export async function benchTrain(o: BenchTrainOptions): Promise<BenchTrainResult
     const t0 = performance.now();
     for (let i = 0; i < o.steps; i++) await step();
     const trainMs = (performance.now() - t0) / o.steps;
+    const kernels = o.profile ? await profileStep(step) : undefined;
     const images = tf.tensor4d(batch.images, [o.batch, o.size, o.size, 3]);
     const forward = async () => {
       const logits = tf.tidy(() => model.forward(images, { training: false }, 'expression').expression);
@@ -96,9 +108,29 @@ export async function benchTrain(o: BenchTrainOptions): Promise<BenchTrainResult
       msPerStep: trainMs,
       forwardImagesPerSec: (o.batch * 1000) / forwardMs,
       parameters: model.store.paramCount,
+      kernels,
     };
   } finally {
     adam.dispose();
     model.dispose();
   }
+}
+
+/**
+ * Where a step's time goes, per kernel: tfjs's profiler times every kernel the step runs with the
+ * backend's timer (wasm and cpu: wall clock; webgpu: timestamp queries, or wall clock around a
+ * synchronised kernel where the adapter has none). Profiling serialises the step, so the sum exceeds
+ * an unprofiled step: read it as shares, not as img/s.
+ */
+async function profileStep(step: () => Promise<void>): Promise<KernelTime[]> {
+  const info = await tf.profile(step);
+  const byName = new Map<string, KernelTime>();
+  for (const k of info.kernels) {
+    const ms = await (k.kernelTimeMs as number | Promise<number | { error: string }>);
+    const e = byName.get(k.name) ?? { kernel: k.name, ms: 0, calls: 0 };
+    e.ms += typeof ms === 'number' ? ms : 0;
+    e.calls++;
+    byName.set(k.name, e);
+  }
+  return [...byName.values()].sort((a, b) => b.ms - a.ms);
 }

@@ -42,6 +42,21 @@ describe('slfer-dist CLI', () => {
     expect(b.parameters).toBeGreaterThan(0);
   });
 
+  it('profiles a training step per kernel with --profile', () => {
+    const r = cli(['bench', 'train', '--backend', 'wasm', '--size', '32', '--width', '0.125', '--batch', '2', '--steps', '1', '--warmup', '0', '--profile', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const b = JSON.parse(r.stdout) as { kernels: { kernel: string; ms: number; calls: number }[] };
+    const byName = new Map(b.kernels.map((k) => [k.kernel, k]));
+    // The proposed variant has 25 convolutions, each run forward once per step (more Conv2D calls
+    // on pure wasm, where gradients are forward convolutions too).
+    expect(byName.get('Conv2D')?.calls).toBeGreaterThanOrEqual(25);
+    expect(b.kernels.reduce((a, k) => a + k.calls, 0)).toBeGreaterThan(500);
+    expect(b.kernels.every((k) => k.ms >= 0)).toBe(true);
+    expect(b.kernels.map((k) => k.ms)).toEqual([...b.kernels.map((k) => k.ms)].sort((x, y) => y - x));
+    const text = cli(['bench', 'train', '--backend', 'wasm', '--size', '32', '--width', '0.125', '--batch', '2', '--steps', '1', '--warmup', '0', '--profile']);
+    expect(text.stdout).toMatch(/one profiled step, \d+ ms in kernels:\n\s+\S+\s+[\d.]+ ms/);
+  });
+
   it('generates the synthetic dataset and refuses to overwrite it', () => {
     const out = join(data.base, 'synth-cli');
     const r = cli(['data', 'synth', '--out', out, '--train', '14', '--test', '7', '--size', '40', '--seed', '3']);
