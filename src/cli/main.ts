@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { mergeConfig, readConfigFile, resolveConfig, type ConfigInput } from '../config.js';
 import { synthesize } from '../data/synth/synthesize.js';
-import { BACKENDS, type BackendRequest } from '../engine/backend.js';
+import { BACKENDS, releaseEngine, type BackendRequest } from '../engine/backend.js';
 import { isSlferError } from '../errors.js';
 import { VARIANTS } from '../model/config.js';
 import { evaluate, predict } from '../train/evaluate.js';
@@ -307,5 +307,7 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     throw e;
+  } finally {
+    await releaseEngine();
   }
 }

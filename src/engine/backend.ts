@@ -131,6 +131,20 @@ export async function selectBackend(request: BackendRequest): Promise<Engine> {
   return { backend: 'cpu', reason: 'requested', passedOver };
 }
 
+/**
+ * Lets the engine finish and let go of its device before the process exits. Dawn can crash when
+ * a process exits with GPU work still queued or a device still open, so webgpu waits for its queue
+ * and destroys the device; the other engines have nothing to release.
+ */
+export async function releaseEngine(): Promise<void> {
+  if (!tf.findBackend('webgpu')) return;
+  const backend = tf.findBackend('webgpu') as unknown as { device?: { queue: { onSubmittedWorkDone(): Promise<void> }; destroy(): void } };
+  const device = backend.device;
+  if (device) await device.queue.onSubmittedWorkDone();
+  tf.removeBackend('webgpu');
+  device?.destroy();
+}
+
 function notInstalled(e: unknown, pkg: string): boolean {
   return (e as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && String((e as Error).message).includes(`'${pkg}'`);
 }

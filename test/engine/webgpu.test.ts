@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { selectBackend } from '../../src/engine/backend.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { releaseEngine, selectBackend } from '../../src/engine/backend.js';
 import { resizeBilinearGradHost } from '../../src/engine/kernels/resize-bilinear-grad.js';
 import { Rng } from '../../src/util/rng.js';
 import { expectStepMatchesCpu } from '../helpers/full-step.js';
@@ -24,6 +24,11 @@ it('the webgpu engine comes up wherever it is required', () => {
 describe.runIf(available)('webgpu kernels', () => {
   beforeAll(async () => {
     await tf.setBackend('webgpu');
+  });
+  afterAll(async () => {
+    await tf.setBackend('cpu');
+    await releaseEngine();
+    expect(tf.findBackend('webgpu')).toBeNull();
   });
 
   const cases: { from: [number, number]; to: [number, number]; hp: boolean; ac: boolean }[] = [
