@@ -5,16 +5,20 @@ import { resizeBilinearGradHost } from '../../src/engine/kernels/resize-bilinear
 import { Rng } from '../../src/util/rng.js';
 import { expectStepMatchesCpu } from '../helpers/full-step.js';
 
-// slfer-dist's WGSL kernels, run by Dawn (npm "webgpu") on whatever adapter it finds: Mesa's
-// lavapipe (CPU Vulkan) here and in CI, a GPU elsewhere. CI installs both and sets
-// SLFER_REQUIRE_WEBGPU=1, so there the engine must come up; elsewhere the file runs only if it does.
+// slfer-dist's WGSL kernels, run by Dawn (npm "webgpu") on whatever adapter it finds: Mesa 25's
+// lavapipe (CPU Vulkan) on a CPU machine, a GPU elsewhere. Opt-in (SLFER_WEBGPU_TESTS=1):
+// Dawn 0.6.2 on lavapipe crashed the test process about one run in six when the CPUs were busy,
+// which would make CI flaky. SLFER_REQUIRE_WEBGPU=1 also fails the file if the engine is missing.
+const wanted = process.env.SLFER_WEBGPU_TESTS === '1' || process.env.SLFER_REQUIRE_WEBGPU === '1';
 let available = false;
-let reason = '';
-try {
-  await selectBackend('webgpu');
-  available = true;
-} catch (e) {
-  reason = (e as Error).message;
+let reason = 'not requested (SLFER_WEBGPU_TESTS=1 runs these tests)';
+if (wanted) {
+  try {
+    await selectBackend('webgpu');
+    available = true;
+  } catch (e) {
+    reason = (e as Error).message;
+  }
 }
 
 it('the webgpu engine comes up wherever it is required', () => {
