@@ -4,21 +4,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { registerKernels, shippedKernel } from '../../src/engine/kernels/register.js';
 import { resizeBilinearGradHost, upsample2xGradHost } from '../../src/engine/kernels/resize-bilinear-grad.js';
 import { Rng } from '../../src/util/rng.js';
+import { relErr } from '../helpers/numeric.js';
 
 // This file checks the pure-wasm path (XNNPACK forward convolutions, host kernels); the oneDNN
 // kernels that replace it where they are built are checked in native-kernels.test.ts.
 process.env.SLFER_NATIVE = 'off';
 
-/** Relative error ‖a − b‖∞ / max(‖b‖∞, 1e-6). */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 1e-6;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / den;
-}
 
 const random = (shape: number[], seed: number, sparsity = 0) => {
   const rng = new Rng(seed);

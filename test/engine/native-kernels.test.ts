@@ -7,6 +7,7 @@ import { upsample2xGradHost } from '../../src/engine/kernels/resize-bilinear-gra
 import { batchNormTraining } from '../../src/model/layers.js';
 import { loadNativeKernels } from '../../src/engine/native/addon.js';
 import { Rng } from '../../src/util/rng.js';
+import { relErr } from '../helpers/numeric.js';
 
 // The native kernels the wasm engine uses where build/slfer-native.node is built (oneDNN
 // convolutions, the ×2 upsampling gradient), checked against tfjs-backend-cpu's own kernels and
@@ -19,15 +20,6 @@ it('the native kernels are built and load wherever they are required', () => {
   if (native.ok) expect(native.kernels.info()).toMatch(/^oneDNN \d+\.\d+\.\d+, \d+ threads?$/);
 });
 
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 1e-6;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return num / den;
-}
 
 const values = (n: number, seed: number) => {
   const rng = new Rng(seed);

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import type { NativeKernels } from '../native/addon.js';
+import { wasmHeap } from './wasm-heap.js';
 
 /**
  * Training-mode batch norm as two kernels, so an engine can run it in one pass each way instead of
@@ -12,12 +13,6 @@ import type { NativeKernels } from '../native/addon.js';
 export const BATCH_NORM_FORWARD = 'SlferBatchNormForward';
 export const BATCH_NORM_BACKWARD = 'SlferBatchNormBackward';
 
-interface WasmBackend {
-  dataIdMap: { get(id: object): { memoryOffset: number } };
-  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
-  wasm: { HEAPU8: Uint8Array };
-}
-
 export function nativeBatchNormKernels(native: NativeKernels): KernelConfig[] {
   return [
     {
@@ -25,13 +20,12 @@ export function nativeBatchNormKernels(native: NativeKernels): KernelConfig[] {
       backendName: 'wasm',
       kernelFunc: ({ inputs, attrs, backend }) => {
         const { x, gamma, beta } = inputs as { x: TensorInfo; gamma: TensorInfo; beta: TensorInfo };
-        const b = backend as unknown as WasmBackend;
+        const heap = wasmHeap(backend);
         const C = x.shape[3];
         const rows = x.shape[0] * x.shape[1] * x.shape[2];
-        const outs = [b.makeOutput(x.shape, 'float32'), b.makeOutput([C], 'float32'), b.makeOutput([C], 'float32'), b.makeOutput([C], 'float32')];
-        const at = (t: TensorInfo) => b.dataIdMap.get(t.dataId).memoryOffset;
-        // The heap is read after the outputs exist: an allocation can grow (and replace) it.
-        native.batchNormForward(b.wasm.HEAPU8.buffer as ArrayBuffer, at(x), at(gamma), at(beta), ...(outs.map(at) as [number, number, number, number]), rows, C, (attrs as { epsilon: number }).epsilon);
+        const outs = [heap.output(x.shape), heap.output([C]), heap.output([C]), heap.output([C])];
+        const at = heap.offset;
+        native.batchNormForward(heap.buffer(), at(x), at(gamma), at(beta), ...(outs.map(at) as [number, number, number, number]), rows, C, (attrs as { epsilon: number }).epsilon);
         return outs;
       },
     },
@@ -40,12 +34,12 @@ export function nativeBatchNormKernels(native: NativeKernels): KernelConfig[] {
       backendName: 'wasm',
       kernelFunc: ({ inputs, backend }) => {
         const { dy, x, mean, rstd, gamma } = inputs as Record<'dy' | 'x' | 'mean' | 'rstd' | 'gamma', TensorInfo>;
-        const b = backend as unknown as WasmBackend;
+        const heap = wasmHeap(backend);
         const C = x.shape[3];
         const rows = x.shape[0] * x.shape[1] * x.shape[2];
-        const outs = [b.makeOutput(x.shape, 'float32'), b.makeOutput([C], 'float32'), b.makeOutput([C], 'float32')];
-        const at = (t: TensorInfo) => b.dataIdMap.get(t.dataId).memoryOffset;
-        native.batchNormBackward(b.wasm.HEAPU8.buffer as ArrayBuffer, at(dy), at(x), at(mean), at(rstd), at(gamma), ...(outs.map(at) as [number, number, number]), rows, C);
+        const outs = [heap.output(x.shape), heap.output([C]), heap.output([C])];
+        const at = heap.offset;
+        native.batchNormBackward(heap.buffer(), at(dy), at(x), at(mean), at(rstd), at(gamma), ...(outs.map(at) as [number, number, number]), rows, C);
         return outs;
       },
     },

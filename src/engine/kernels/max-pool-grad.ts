@@ -1,12 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, MaxPoolGradAttrs, TensorInfo } from '@tensorflow/tfjs';
 import type { NativeKernels } from '../native/addon.js';
-
-interface WasmBackend {
-  dataIdMap: { get(id: object): { memoryOffset: number } };
-  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
-  wasm: { HEAPU8: Uint8Array };
-}
+import { wasmHeap } from './wasm-heap.js';
 
 /**
  * MaxPoolGrad for wasm in C, in place on the heap: tfjs-wasm's own took 120 ms for the stem's pool
@@ -21,15 +16,15 @@ export const nativeMaxPoolGradKernel = (native: NativeKernels): KernelConfig => 
     const a = attrs as unknown as MaxPoolGradAttrs;
     if (input.dtype !== 'float32') throw new Error(`MaxPoolGrad on wasm: dtype ${input.dtype} is not supported; cast to float32`);
     const c = tf.backend_util.computePool2DInfo(input.shape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
-    const b = backend as unknown as WasmBackend;
-    const dx = b.makeOutput(input.shape, 'float32');
+    const heap = wasmHeap(backend);
+    const dx = heap.output(input.shape);
     if (tf.util.sizeFromShape(input.shape) === 0) return dx;
-    const at = (t: TensorInfo) => b.dataIdMap.get(t.dataId).memoryOffset;
+    const at = heap.offset;
     const dims = Int32Array.from([
       c.batchSize, c.inHeight, c.inWidth, c.inChannels, c.outHeight, c.outWidth,
       c.strideHeight, c.strideWidth, c.effectiveFilterHeight, c.effectiveFilterWidth, c.padInfo.top, c.padInfo.left,
     ]); // prettier-ignore
-    native.maxPoolGrad(b.wasm.HEAPU8.buffer as ArrayBuffer, at(input), at(dy), at(dx), dims);
+    native.maxPoolGrad(heap.buffer(), at(input), at(dy), at(dx), dims);
     return dx;
   },
 });

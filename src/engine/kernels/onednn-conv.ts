@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
 import type { NativeKernels } from '../native/addon.js';
+import { wasmHeap } from './wasm-heap.js';
 
 /**
  * Conv2D, Conv2DBackpropInput and Conv2DBackpropFilter for the wasm backend, run by oneDNN on the
@@ -9,12 +10,6 @@ import type { NativeKernels } from '../native/addon.js';
  * dilated copies. With these registered, tfjs's own Conv2D gradient (which calls the two backprop
  * kernels) is the one used.
  */
-interface WasmBackend {
-  dataIdMap: { get(id: object): { memoryOffset: number } };
-  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
-  wasm: { HEAPU8: Uint8Array };
-}
-
 const FORWARD = 0;
 const BACKWARD_DATA = 1;
 const BACKWARD_FILTER = 2;
@@ -33,16 +28,15 @@ function checkFormat(kernel: string, dataFormat: string | undefined, ...ts: Tens
   for (const t of ts) if (t.dtype !== 'float32') throw new Error(`${kernel} on wasm: dtype ${t.dtype} is not supported; cast to float32`);
 }
 
-function run(native: NativeKernels, op: number, backend: WasmBackend, a: TensorInfo, b: TensorInfo, outShape: number[], c: tf.backend_util.Conv2DInfo): TensorInfo {
-  const out = backend.makeOutput(outShape, 'float32');
+function run(native: NativeKernels, op: number, backend: unknown, a: TensorInfo, b: TensorInfo, outShape: number[], c: tf.backend_util.Conv2DInfo): TensorInfo {
+  const heap = wasmHeap(backend);
+  const out = heap.output(outShape);
   if (tf.util.sizeFromShape(outShape) === 0) return out;
   if (a.shape.some((d) => d === 0) || b.shape.some((d) => d === 0)) {
-    new Float32Array(backend.wasm.HEAPU8.buffer, backend.dataIdMap.get(out.dataId).memoryOffset, tf.util.sizeFromShape(outShape)).fill(0);
+    new Float32Array(heap.buffer(), heap.offset(out), tf.util.sizeFromShape(outShape)).fill(0);
     return out;
   }
-  // The heap is read after makeOutput: an allocation can grow (and replace) it.
-  const offset = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
-  native.conv(op as 0 | 1 | 2, backend.wasm.HEAPU8.buffer as ArrayBuffer, offset(a), offset(b), offset(out), dimsOf(c));
+  native.conv(op as 0 | 1 | 2, heap.buffer(), heap.offset(a), heap.offset(b), heap.offset(out), dimsOf(c));
   return out;
 }
 
@@ -52,21 +46,21 @@ export function onednnConvKernels(native: NativeKernels): KernelConfig[] {
     const a = attrs as unknown as tf.Conv2DAttrs;
     checkFormat('Conv2D', a.dataFormat, x, filter);
     const c = tf.backend_util.computeConv2DInfo(x.shape as never, filter.shape as never, a.strides, a.dilations, a.pad, a.dimRoundingMode, false, 'channelsLast');
-    return run(native, FORWARD, backend as unknown as WasmBackend, x, filter, c.outShape, c);
+    return run(native, FORWARD, backend, x, filter, c.outShape, c);
   };
   const backpropInput: KernelFunc = ({ inputs, attrs, backend }) => {
     const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
     const a = attrs as unknown as tf.Conv2DBackpropInputAttrs;
     checkFormat('Conv2DBackpropInput', a.dataFormat, dy, filter);
     const c = tf.backend_util.computeConv2DInfo(a.inputShape, filter.shape as never, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
-    return run(native, BACKWARD_DATA, backend as unknown as WasmBackend, dy, filter, c.inShape, c);
+    return run(native, BACKWARD_DATA, backend, dy, filter, c.inShape, c);
   };
   const backpropFilter: KernelFunc = ({ inputs, attrs, backend }) => {
     const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
     const a = attrs as unknown as tf.Conv2DBackpropFilterAttrs;
     checkFormat('Conv2DBackpropFilter', a.dataFormat, x, dy);
     const c = tf.backend_util.computeConv2DInfo(x.shape as never, a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
-    return run(native, BACKWARD_FILTER, backend as unknown as WasmBackend, x, dy, a.filterShape, c);
+    return run(native, BACKWARD_FILTER, backend, x, dy, a.filterShape, c);
   };
   return [
     { kernelName: tf.Conv2D, backendName: 'wasm', kernelFunc: conv2d },

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, ResizeBilinearGradAttrs, TensorInfo } from '@tensorflow/tfjs';
 import type { NativeKernels } from '../native/addon.js';
 import { outputFloat32, viewFloat32 } from './host.js';
+import { wasmHeap } from './wasm-heap.js';
 
 /**
  * Gradient of bilinear resizing: the exact transpose of tfjs's ResizeBilinear forward kernel, same
@@ -123,12 +124,6 @@ export const resizeBilinearGradKernel = (backendName: string): KernelConfig => (
   kernelFunc,
 });
 
-interface WasmBackend {
-  dataIdMap: { get(id: object): { memoryOffset: number } };
-  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
-  wasm: { HEAPU8: Uint8Array };
-}
-
 /** wasm with the native kernels: the exact ×2 case in C, in place on the heap; anything else as above. */
 export const nativeResizeBilinearGradKernel = (native: NativeKernels): KernelConfig => ({
   kernelName: tf.ResizeBilinearGrad,
@@ -138,11 +133,10 @@ export const nativeResizeBilinearGradKernel = (native: NativeKernels): KernelCon
     const { alignCorners, halfPixelCenters } = args.attrs as unknown as ResizeBilinearGradAttrs & { halfPixelCenters: boolean };
     const [b, h, w, c] = images.shape;
     if (!halfPixelCenters || alignCorners || dy.shape[1] !== 2 * h || dy.shape[2] !== 2 * w || dy.dtype !== 'float32') return kernelFunc(args);
-    const backend = args.backend as unknown as WasmBackend;
-    const out = backend.makeOutput(images.shape, 'float32');
+    const heap = wasmHeap(args.backend);
+    const out = heap.output(images.shape);
     if (b * h * w * c === 0) return out;
-    const offset = (t: TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset;
-    native.upsample2xGrad(backend.wasm.HEAPU8.buffer as ArrayBuffer, offset(dy), offset(out), b, h, w, c);
+    native.upsample2xGrad(heap.buffer(), heap.offset(dy), heap.offset(out), b, h, w, c);
     return out;
   },
 });
