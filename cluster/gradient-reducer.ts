@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { GradientReducer } from '../src/train/session.js';
-import { pack, planBuckets, type Bucket } from './collective/buckets.js';
+import { pack, planBuckets, views, type Bucket } from './collective/buckets.js';
 import type { Ring } from './collective/ring.js';
 
 /**
@@ -47,15 +47,12 @@ export class RingGradientReducer implements GradientReducer {
     const out: tf.Tensor[] = [];
     const inv = total > 0 ? 1 / total : 0;
     for (const bucket of this.buckets) {
-      const { flat, offsets, first, end } = bucket;
+      const { flat, first } = bucket;
       await this.ring.allReduce(flat, { compression: this.compression, average: equal });
       if (!equal) for (let i = 0; i < flat.length; i++) flat[i] *= inv;
       // The buckets are reused next step: wasm copies values into its heap, other backends may
       // keep the array they are given, so they get their own copy.
-      for (let t = first; t < end; t++) {
-        const part = flat.subarray(offsets[t - first], offsets[t - first + 1]);
-        out.push(tf.tensor(backend.typedArrayFromHeap ? part : part.slice(), this.shapes[t], 'float32'));
-      }
+      views(bucket, flat).forEach((part, k) => out.push(tf.tensor(backend.typedArrayFromHeap ? part : part.slice(), this.shapes[first + k], 'float32')));
     }
     return out;
   }

@@ -58,18 +58,22 @@ export function pack(bucket: Bucket, tensors: ArrayLike<Float32Array>): Float32A
   return flat;
 }
 
-/** Copies a (reduced) flat buffer back into the bucket's tensors in the full list. */
-export function unpack(bucket: Bucket, flat: Float32Array, tensors: ArrayLike<Float32Array>): void {
-  const { offsets, first, end } = bucket;
+/** The bucket's tensors, in order, as views into a flat buffer laid out as pack() fills it. */
+export function views(bucket: Bucket, flat: Float32Array): Float32Array[] {
+  const { offsets } = bucket;
   if (flat.length !== offsets[offsets.length - 1]) {
     throw errors.invalidArgument('unpack', `flat buffer has ${flat.length} elements, the bucket ${offsets[offsets.length - 1]}`, 'pass the buffer pack() returned for this bucket');
   }
-  for (let t = first; t < end; t++) {
-    const dst = tensors[t];
-    checkSize(bucket, t, dst);
-    const at = offsets[t - first];
-    dst.set(flat.subarray(at, at + dst.length));
-  }
+  return offsets.slice(1).map((end, k) => flat.subarray(offsets[k], end));
+}
+
+/** Copies a (reduced) flat buffer back into the bucket's tensors in the full list. */
+export function unpack(bucket: Bucket, flat: Float32Array, tensors: ArrayLike<Float32Array>): void {
+  views(bucket, flat).forEach((part, k) => {
+    const t = bucket.first + k;
+    checkSize(bucket, t, tensors[t]);
+    tensors[t].set(part);
+  });
 }
 
 function checkSize(bucket: Bucket, t: number, tensor: Float32Array | undefined): void {
