@@ -47,6 +47,24 @@ async function probeTensorflow(): Promise<Probe> {
   return { ok: false, reason: tried.join('; ') };
 }
 
+type DawnGpu = { requestAdapter(o: object): Promise<{ info?: { description?: string; device?: string; type?: string } } | null> };
+let dawnInstance: DawnGpu | undefined;
+
+/**
+ * The process's one Dawn instance, installed as navigator.gpu for tfjs-backend-webgpu. Never a
+ * second: dawn.node 0.6.2 schedules event processing for each instance on the JS loop, and an
+ * instance collected with such a callback pending aborts the process (InstanceBase::ProcessEvents on
+ * a destroyed mutex; seen about one run in six under CPU load when each probe created its own).
+ */
+function dawnGpu(dawn: { create: (flags: string[]) => unknown; globals: object }): DawnGpu {
+  if (!dawnInstance) {
+    Object.assign(globalThis, dawn.globals);
+    dawnInstance = dawn.create([]) as DawnGpu;
+    Object.defineProperty(globalThis, 'navigator', { value: { gpu: dawnInstance }, configurable: true });
+  }
+  return dawnInstance;
+}
+
 /** WebGPU through Dawn (npm package `webgpu`); a CPU adapter (lavapipe, SwiftShader) does not count as a GPU. */
 async function probeWebgpu(requireHardware: boolean): Promise<Probe> {
   let dawn: { create: (flags: string[]) => unknown; globals: object };
@@ -55,9 +73,7 @@ async function probeWebgpu(requireHardware: boolean): Promise<Probe> {
   } catch (e) {
     return { ok: false, reason: notInstalled(e, 'webgpu') ? 'the Dawn package "webgpu" is not installed' : `"webgpu" failed to load: ${firstLine(e)}` };
   }
-  Object.assign(globalThis, dawn.globals);
-  const gpu = dawn.create([]) as { requestAdapter(o: object): Promise<{ info?: { description?: string; device?: string; type?: string } } | null> };
-  Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true });
+  const gpu = dawnGpu(dawn);
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) return { ok: false, reason: 'no WebGPU adapter (no Vulkan/Metal/D3D12 driver found)' };
   const desc = `${adapter.info?.description ?? ''} ${adapter.info?.device ?? ''}`.trim();
