@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { errors } from '../errors.js';
+import { confirmGpuSelection, prepareGpuSelection } from './gpu-select.js';
 import { registerKernels } from './kernels/register.js';
 import type { WebgpuUtil } from './kernels/webgpu-resize-bilinear-grad.js';
 import { loadNativeKernels } from './native/addon.js';
@@ -47,7 +48,11 @@ async function probeTensorflow(): Promise<Probe> {
   return { ok: false, reason: tried.join('; ') };
 }
 
-/** WebGPU through Dawn (npm package `webgpu`); a CPU adapter (lavapipe, SwiftShader) does not count as a GPU. */
+/**
+ * WebGPU through Dawn (npm package `webgpu`); a CPU adapter (lavapipe, SwiftShader) does not count as
+ * a GPU. A device named by SLFER_VK_DEVICE (gpu-select.ts) is a demand, not a preference: when it
+ * cannot be honoured this throws SLFER_GPU_SELECTION instead of falling back to another device.
+ */
 async function probeWebgpu(requireHardware: boolean): Promise<Probe> {
   let dawn: { create: (flags: string[]) => unknown; globals: object };
   try {
@@ -55,17 +60,19 @@ async function probeWebgpu(requireHardware: boolean): Promise<Probe> {
   } catch (e) {
     return { ok: false, reason: notInstalled(e, 'webgpu') ? 'the Dawn package "webgpu" is not installed' : `"webgpu" failed to load: ${firstLine(e)}` };
   }
+  const selection = prepareGpuSelection();
   Object.assign(globalThis, dawn.globals);
   const gpu = dawn.create([]) as { requestAdapter(o: object): Promise<{ info?: { description?: string; device?: string; type?: string } } | null> };
   Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true });
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-  if (!adapter) return { ok: false, reason: 'no WebGPU adapter (no Vulkan/Metal/D3D12 driver found)' };
+  const selected = selection ? `; ${confirmGpuSelection(selection)}` : '';
+  if (!adapter) return { ok: false, reason: `no WebGPU adapter (${selection ? `Dawn made none of the ${selected.slice(2)}` : 'no Vulkan/Metal/D3D12 driver found'})` };
   const desc = `${adapter.info?.description ?? ''} ${adapter.info?.device ?? ''}`.trim();
   if (requireHardware && /llvmpipe|lavapipe|swiftshader|cpu/i.test(`${desc} ${adapter.info?.type ?? ''}`)) {
-    return { ok: false, reason: `the only WebGPU adapter runs on the CPU (${desc})` };
+    return { ok: false, reason: `the only WebGPU adapter runs on the CPU (${desc}${selected})` };
   }
   await import('@tensorflow/tfjs-backend-webgpu');
-  return { ok: true, reason: `adapter ${desc || 'found'}` };
+  return { ok: true, reason: `adapter ${desc || 'found'}${selected}` };
 }
 
 async function activate(name: string): Promise<void> {
