@@ -25,7 +25,7 @@ export type VkDeviceSelector = { by: 'uuid'; uuid: string } | { by: 'index'; ind
  */
 export function parseVkDevice(value: string): VkDeviceSelector {
   const [, by, arg] = /^([a-z]+):(.*)$/.exec(value) ?? [];
-  if (by === 'index' && /^\d{1,9}$/.test(arg)) return { by, index: Number(arg) };
+  if (by === 'index' && /^\d{1,10}$/.test(arg) && Number(arg) <= 0xffffffff) return { by, index: Number(arg) };
   if (by === 'uuid') {
     const hex = arg.replace(/^GPU-/i, '').replace(/-/g, '');
     if (/^[0-9a-f]{32}$/i.test(hex)) return { by, uuid: hex.toLowerCase() };
@@ -113,11 +113,10 @@ export interface GpuSelection {
  * Vulkan loader at the layer, in this process's environment (the loader reads it when Dawn creates
  * its Vulkan instance). Returns undefined when no device is named.
  */
-export function prepareGpuSelection(env: NodeJS.ProcessEnv = process.env): GpuSelection | undefined {
+export function prepareGpuSelection(env: NodeJS.ProcessEnv = process.env, layerDir = vkLayerDir()): GpuSelection | undefined {
   const value = env[VK_DEVICE_ENV];
   if (!value) return undefined;
   parseVkDevice(value);
-  const layerDir = vkLayerDir();
   const manifest = join(layerDir, `${VK_LAYER_NAME.replace(/^VK_LAYER_/, 'VkLayer_')}.json`);
   if (!existsSync(manifest)) throw errors.gpuSelectionLayerMissing(value, manifest);
   const reportPath = join(tmpdir(), `slfer-vk-device-${process.pid}-${Date.now()}.tsv`);
