@@ -1,4 +1,4 @@
-import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -13,6 +13,7 @@ import { writeFileAtomic } from '../src/util/atomic.js';
 import { compiledSibling } from '../src/util/compiled-path.js';
 import { RING_EXEC_ARGV, ringProcessEnv } from './collective/process-setup.js';
 import { RendezvousServer } from './collective/rendezvous.js';
+import { assignGpus, gpuEnv, queryGpus, type Gpu } from './gpus.js';
 import { decode, encode, ENV, type CoordinatorMessage, type EpochReport, type WorkerMessage } from './protocol.js';
 
 export interface LaunchOptions {
@@ -63,13 +64,6 @@ export interface LaunchResult {
   backend: string;
 }
 
-/** GPUs on this machine, from nvidia-smi (none when it is missing). */
-function countGpus(): { count: number; how: string } {
-  const r = spawnSync('nvidia-smi', ['-L'], { encoding: 'utf8' });
-  if (r.error || r.status !== 0) return { count: 0, how: 'nvidia-smi not found or failing' };
-  return { count: r.stdout.split('\n').filter((l) => l.startsWith('GPU ')).length, how: 'nvidia-smi -L' };
-}
-
 interface WorkerProc {
   rank: number;
   child: ChildProcess;
@@ -92,9 +86,10 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
   const gpus = options.gpus;
   const worldSize = gpus ?? options.workers ?? 2;
   if (!Number.isInteger(worldSize) || worldSize < 1) throw errors.invalidArgument('launch', `${worldSize} workers`, 'pass --workers N or --gpus N with N >= 1');
+  let assigned: Gpu[] | undefined;
   if (gpus !== undefined) {
-    const have = countGpus();
-    if (gpus > have.count) throw errors.clusterDevices(gpus, have.count, have.how);
+    const have = queryGpus();
+    assigned = assignGpus(have.gpus, gpus, process.env.CUDA_VISIBLE_DEVICES, have.how);
   }
 
   const resumed = options.resume ? loadCheckpoint(options.resume) : undefined;
@@ -144,8 +139,8 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
       [ENV.compression]: options.compression ?? 'none',
     };
     if (resumed) env[ENV.resume] = resumed.path;
-    // Pinning: the tensorflow engine sees only its GPU; Dawn picks among what the driver exposes.
-    if (gpus !== undefined) env.CUDA_VISIBLE_DEVICES = String(rank);
+    // Pinning: each GPU engine sees only this rank's GPU (cluster/gpus.ts).
+    if (assigned) Object.assign(env, gpuEnv(assigned[rank]));
     // CPU workers split the cores: each engine's native kernels (OpenMP) get their share, so N
     // workers do not oversubscribe the machine N times over. A user's OMP_NUM_THREADS wins.
     else if (process.env.OMP_NUM_THREADS === undefined) env.OMP_NUM_THREADS = String(Math.max(1, Math.floor(availableParallelism() / worldSize)));
@@ -196,6 +191,8 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
     const ready = await orFail(inbox.fromAll('ready', worldSize));
     const backend = ready[0].backend;
     log(`launched ${worldSize} workers on ${backend} (${ready[0].reason}); ${ready[0].parameters.toLocaleString('en-US')} parameters; ${ready[0].trainImages} train / ${ready[0].testImages} test images; ${ready[0].stepsPerEpoch} steps per epoch per worker`);
+    // One line per rank: which GPU it was given and what its engine made of it (the adapter).
+    if (assigned) for (const r of ready) log(`  rank ${r.rank}: GPU ${assigned[r.rank].index} ${assigned[r.rank].uuid} (${assigned[r.rank].name}) → ${r.backend}: ${r.reason}`);
 
     const { epochs, milestones, gamma, batchSize } = config.train;
     const startEpoch = resumed?.epoch ?? 0;

@@ -26,7 +26,8 @@ export type SlferErrorCode =
   | 'SLFER_CLUSTER_WORKER_FAILED'
   | 'SLFER_CLUSTER_HEARTBEAT_LOST'
   | 'SLFER_CLUSTER_DIVERGED'
-  | 'SLFER_CLUSTER_DEVICES';
+  | 'SLFER_CLUSTER_DEVICES'
+  | 'SLFER_GPU_SELECTION';
 
 export class SlferError extends Error {
   readonly code: SlferErrorCode;
@@ -167,5 +168,35 @@ export const errors = {
       'SLFER_CLUSTER_DEVICES',
       `--gpus ${requested} asks for more GPUs than this machine has (${available}, from ${how})`,
       `pass --gpus ${Math.max(1, available)} or fewer, or --workers N for CPU workers`,
+    ),
+  clusterVisibleDevicesInvalid: (value: string, problem: string, choices: string) =>
+    new SlferError(
+      'SLFER_CLUSTER_DEVICES',
+      `CUDA_VISIBLE_DEVICES=${value}: ${problem}; this machine's GPUs: ${choices}`,
+      'list distinct GPU indices or UUIDs as `nvidia-smi -L` prints them, or unset CUDA_VISIBLE_DEVICES to use GPUs 0..N-1',
+    ),
+  gpuSelectionInvalid: (value: string) =>
+    new SlferError(
+      'SLFER_GPU_SELECTION',
+      `SLFER_VK_DEVICE=${value} names no device: expected uuid:<GPU UUID>, index:<n> or pci:<domain:bus:device.function>`,
+      'set it to e.g. uuid:GPU-… as `nvidia-smi -L` prints it, or index:0, or unset it to let the engine choose',
+    ),
+  gpuSelectionLayerMissing: (value: string, path: string) =>
+    new SlferError(
+      'SLFER_GPU_SELECTION',
+      `SLFER_VK_DEVICE=${value} needs the Vulkan layer VK_LAYER_SLFER_device_select, which is not built (${path} is missing)`,
+      'install a C compiler and the Vulkan headers (apt-get install gcc libvulkan-dev) and run `npm run build:native`, or unset SLFER_VK_DEVICE',
+    ),
+  gpuSelectionLayerNotLoaded: (value: string, dir: string) =>
+    new SlferError(
+      'SLFER_GPU_SELECTION',
+      `the Vulkan layer VK_LAYER_SLFER_device_select did not run, so SLFER_VK_DEVICE=${value} could not be applied`,
+      `check that a Vulkan driver is installed; VK_LOADER_DEBUG=layer shows where the Vulkan loader looked for layers (an old loader ignores VK_ADD_LAYER_PATH: set VK_LAYER_PATH=${dir})`,
+    ),
+  gpuSelectionNoMatch: (value: string, choices: string[]) =>
+    new SlferError(
+      'SLFER_GPU_SELECTION',
+      `SLFER_VK_DEVICE=${value} matches ${choices.length ? `none of the Vulkan devices: ${choices.join('; ')}` : 'nothing: there is no Vulkan device'}`,
+      choices.length ? 'set SLFER_VK_DEVICE to one of those (index:N or uuid:…), or unset it to let the engine choose' : 'install a Vulkan driver, or unset SLFER_VK_DEVICE',
     ),
 };

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { errors } from '../errors.js';
+import { confirmGpuSelection, prepareGpuSelection, type GpuSelection } from './gpu-select.js';
 import { registerKernels } from './kernels/register.js';
 import type { WebgpuUtil } from './kernels/webgpu-resize-bilinear-grad.js';
 import { loadNativeKernels } from './native/addon.js';
@@ -47,25 +48,32 @@ async function probeTensorflow(): Promise<Probe> {
   return { ok: false, reason: tried.join('; ') };
 }
 
-type DawnGpu = { requestAdapter(o: object): Promise<{ info?: { description?: string; device?: string; type?: string } } | null> };
-let dawnInstance: DawnGpu | undefined;
+type DawnAdapter = { info?: { description?: string; device?: string; type?: string } };
+type DawnGpu = { requestAdapter(o: object): Promise<DawnAdapter | null> };
+let dawnInstance: { gpu: DawnGpu; selection?: GpuSelection; selected?: string } | undefined;
 
 /**
- * The process's one Dawn instance, installed as navigator.gpu for tfjs-backend-webgpu. Never a
- * second: dawn.node 0.6.2 schedules event processing for each instance on the JS loop, and an
- * instance collected with such a callback pending aborts the process (InstanceBase::ProcessEvents on
- * a destroyed mutex; seen about one run in six under CPU load when each probe created its own).
+ * The process's one Dawn instance, installed as navigator.gpu for tfjs-backend-webgpu, with the GPU
+ * selection (gpu-select.ts) it was made under. Never a second: dawn.node 0.6.2 schedules event
+ * processing for each instance on the JS loop, and an instance collected with such a callback
+ * pending aborts the process (InstanceBase::ProcessEvents on a destroyed mutex; seen about one run
+ * in six under CPU load when each probe created its own).
  */
-function dawnGpu(dawn: { create: (flags: string[]) => unknown; globals: object }): DawnGpu {
+function dawnGpu(dawn: { create: (flags: string[]) => unknown; globals: object }): NonNullable<typeof dawnInstance> {
   if (!dawnInstance) {
+    const selection = prepareGpuSelection();
     Object.assign(globalThis, dawn.globals);
-    dawnInstance = dawn.create([]) as DawnGpu;
-    Object.defineProperty(globalThis, 'navigator', { value: { gpu: dawnInstance }, configurable: true });
+    dawnInstance = { gpu: dawn.create([]) as DawnGpu, selection };
+    Object.defineProperty(globalThis, 'navigator', { value: { gpu: dawnInstance.gpu }, configurable: true });
   }
   return dawnInstance;
 }
 
-/** WebGPU through Dawn (npm package `webgpu`); a CPU adapter (lavapipe, SwiftShader) does not count as a GPU. */
+/**
+ * WebGPU through Dawn (npm package `webgpu`); a CPU adapter (lavapipe, SwiftShader) does not count as
+ * a GPU. A device named by SLFER_VK_DEVICE (gpu-select.ts) is a demand, not a preference: when it
+ * cannot be honoured this throws SLFER_GPU_SELECTION instead of falling back to another device.
+ */
 async function probeWebgpu(requireHardware: boolean): Promise<Probe> {
   let dawn: { create: (flags: string[]) => unknown; globals: object };
   try {
@@ -73,15 +81,19 @@ async function probeWebgpu(requireHardware: boolean): Promise<Probe> {
   } catch (e) {
     return { ok: false, reason: notInstalled(e, 'webgpu') ? 'the Dawn package "webgpu" is not installed' : `"webgpu" failed to load: ${firstLine(e)}` };
   }
-  const gpu = dawnGpu(dawn);
+  const instance = dawnGpu(dawn);
+  const { gpu, selection } = instance;
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-  if (!adapter) return { ok: false, reason: 'no WebGPU adapter (no Vulkan/Metal/D3D12 driver found)' };
+  // The layer reports once, when Dawn makes its Vulkan instance; later probes reuse that answer.
+  if (selection && instance.selected === undefined) instance.selected = `; ${confirmGpuSelection(selection)}`;
+  const selected = instance.selected ?? '';
+  if (!adapter) return { ok: false, reason: `no WebGPU adapter (${selection ? `Dawn made none of the ${selected.slice(2)}` : 'no Vulkan/Metal/D3D12 driver found'})` };
   const desc = `${adapter.info?.description ?? ''} ${adapter.info?.device ?? ''}`.trim();
   if (requireHardware && /llvmpipe|lavapipe|swiftshader|cpu/i.test(`${desc} ${adapter.info?.type ?? ''}`)) {
-    return { ok: false, reason: `the only WebGPU adapter runs on the CPU (${desc})` };
+    return { ok: false, reason: `the only WebGPU adapter runs on the CPU (${desc}${selected})` };
   }
   await import('@tensorflow/tfjs-backend-webgpu');
-  return { ok: true, reason: `adapter ${desc || 'found'}` };
+  return { ok: true, reason: `adapter ${desc || 'found'}${selected}` };
 }
 
 async function activate(name: string): Promise<void> {

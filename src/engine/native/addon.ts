@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../../util/package-root.js';
 
 /** What build/slfer-native.node (native/slfer-native.c) exports. */
 export interface NativeKernels {
@@ -28,17 +28,6 @@ export type NativeStatus = { ok: true; kernels: NativeKernels; path: string } | 
 
 let status: NativeStatus | undefined;
 
-/** The package root: the nearest folder above this module with a package.json (src/ in tests, dist/src/ when built). */
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('package.json not found above the engine module');
-    dir = up;
-  }
-  return dir;
-}
-
 /**
  * Loads the native kernels once. They are optional: `npm install` builds them where a C compiler and
  * oneDNN are present (scripts/build-native.mjs); SLFER_NATIVE=off turns them off.
@@ -46,7 +35,7 @@ function packageRoot(): string {
 export function loadNativeKernels(): NativeStatus {
   if (status) return status;
   if (process.env.SLFER_NATIVE === 'off') return (status = { ok: false, reason: 'SLFER_NATIVE=off' });
-  const path = join(packageRoot(), 'build', 'slfer-native.node');
+  const path = join(packageRoot(import.meta.url), 'build', 'slfer-native.node');
   if (!existsSync(path)) {
     return (status = { ok: false, reason: `${path} is not built (needs a C compiler and oneDNN: apt-get install gcc libdnnl-dev; npm run build:native)` });
   }

@@ -1,0 +1,92 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { delimiter, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launch } from '../../cluster/coordinator.js';
+import { vkLayerDir, vkLayerEnv } from '../../src/engine/gpu-select.js';
+import type { SlferError } from '../../src/errors.js';
+import { syntheticDataset, tinyConfig } from '../helpers/synthetic.js';
+
+// `launch --gpus` end to end on a machine without NVIDIA GPUs: an nvidia-smi stand-in on PATH lists
+// this machine's Vulkan device (lavapipe here) under its real Vulkan UUID, next to a GPU that does not
+// exist. The coordinator, the worker's engine and the layer are the real ones: the rank given the
+// real UUID must train on it, the rank given the other must stop with the typed error. Opt-in and
+// gated like the other webgpu tests (SLFER_WEBGPU_TESTS=1, SLFER_REQUIRE_WEBGPU=1).
+const ROOT = join(import.meta.dirname, '..', '..');
+const wanted = process.env.SLFER_WEBGPU_TESTS === '1' || process.env.SLFER_REQUIRE_WEBGPU === '1';
+const manifest = join(vkLayerDir(), 'VkLayer_SLFER_device_select.json');
+const dawnInstalled = (() => {
+  try {
+    createRequire(import.meta.url).resolve('webgpu');
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const reason = !wanted
+  ? 'not requested (SLFER_WEBGPU_TESTS=1 runs these tests)'
+  : !existsSync(manifest)
+    ? `the Vulkan layer is not built (${manifest}; npm run build:native needs gcc and libvulkan-dev)`
+    : !dawnInstalled
+      ? 'the Dawn package "webgpu" is not installed'
+      : '';
+
+it('the launch --gpus tests run wherever the webgpu engine is required', () => {
+  if (process.env.SLFER_REQUIRE_WEBGPU === '1') expect(reason || 'ready').toBe('ready');
+});
+
+const MISSING = 'GPU-00000000-1111-2222-3333-444444444444';
+
+describe.runIf(!reason)(`launch --gpus, one worker per Vulkan device${reason ? ` (skipped: ${reason})` : ''}`, () => {
+  let data: Awaited<ReturnType<typeof syntheticDataset>>;
+  let uuid = '';
+  const saved = { PATH: process.env.PATH, CUDA_VISIBLE_DEVICES: process.env.CUDA_VISIBLE_DEVICES };
+
+  beforeAll(async () => {
+    data = await syntheticDataset({ train: 16, test: 8, size: 40 });
+    // The first Vulkan device's UUID, as the layer lists it when nothing matches.
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', "const { create, globals } = await import('webgpu'); Object.assign(globalThis, globals); await create([]).requestAdapter();"], {
+      cwd: ROOT,
+      env: { ...process.env, ...vkLayerEnv(process.env, vkLayerDir()), SLFER_VK_DEVICE: 'index:4294967295' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    uuid = /index:0 uuid:(\S+)/.exec(r.stderr)?.[1] ?? '';
+    expect(uuid, r.stderr).toMatch(/^[0-9a-f-]{36}$/);
+    const smi = join(data.base, 'nvidia-smi');
+    writeFileSync(smi, `#!/bin/sh\necho "0, ${MISSING}, 00000000:3B:00.0, NVIDIA H200"\necho "1, GPU-${uuid}, 00000000:00:00.0, the Vulkan device"\n`);
+    chmodSync(smi, 0o755);
+    process.env.PATH = `${data.base}${delimiter}${process.env.PATH}`;
+  });
+  afterAll(() => {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    data?.cleanup();
+  });
+
+  const config = () => ({ ...tinyConfig(data.root, 40, { epochs: 1, batchSize: 4 }), engine: { backend: 'webgpu' as const } });
+
+  it("honours CUDA_VISIBLE_DEVICES: the rank on GPU 1 trains on that GPU's Vulkan device and the log says so", async () => {
+    process.env.CUDA_VISIBLE_DEVICES = '1';
+    const lines: string[] = [];
+    const r = await launch({ gpus: 1, config: config(), out: join(data.base, 'gpu1'), heartbeatTimeoutMs: 30_000, events: { log: (l) => lines.push(l) } });
+    expect(r.backend).toBe('webgpu');
+    expect(r.metrics).toHaveLength(1);
+    const rank0 = lines.find((l) => l.startsWith('  rank 0:'));
+    expect(rank0).toContain(`rank 0: GPU 1 GPU-${uuid} (the Vulkan device) → webgpu`);
+    expect(rank0).toContain(`SLFER_VK_DEVICE=uuid:GPU-${uuid} chose Vulkan device index:0 uuid:${uuid}`);
+  });
+
+  it('a GPU that Vulkan does not have stops the run before training, with the typed error and the devices there are', async () => {
+    delete process.env.CUDA_VISIBLE_DEVICES;
+    const err = (await launch({ gpus: 1, config: config(), out: join(data.base, 'gpu0'), heartbeatTimeoutMs: 30_000 }).catch((e: unknown) => e)) as SlferError;
+    // The worker's typed error, or (when its exit outruns its last message) its exit with that error in its last lines.
+    expect(`${err.code} ${err.message}`).toContain('SLFER_GPU_SELECTION');
+    expect(err.message).toContain('worker rank 0');
+    expect(err.message).toContain(`SLFER_VK_DEVICE=uuid:${MISSING} matches none of the Vulkan devices: index:0 uuid:${uuid}`);
+    expect(existsSync(join(data.base, 'gpu0', 'metrics.jsonl'))).toBe(false);
+  });
+});
