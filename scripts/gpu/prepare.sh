@@ -51,8 +51,10 @@ fi
 SLFER_NODE_DIR=$(mktemp -d "${TMPDIR:-/tmp}/slfer-node.XXXXXX")
 xz -dc .gpu/node.xz > "$SLFER_NODE_DIR/node" && chmod +x "$SLFER_NODE_DIR/node"
 export PATH="$SLFER_NODE_DIR:$PATH"
-# compressed addons and libraries, unpacked beside themselves (-k: a second run finds them again)
-find .gpu/node_modules -name '*.xz' -exec xz -dkf {} +
+# compressed addons and libraries, unpacked in place. This grows .gpu/ past what a device call
+# carries: source it in a copy of the tree (as the device and scripts/gpu/dry-run.sh do), or run
+# prepare.sh again before carrying .gpu/.
+find .gpu/node_modules -name '*.xz' -exec xz -df {} +
 SETUP
 
 # the build, then the bundle. Every entry point compiledSibling() resolves is bundled flat into .gpu/
