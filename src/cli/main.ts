@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { mergeConfig, readConfigFile, resolveConfig, type ConfigInput } from '../config.js';
 import { synthesize } from '../data/synth/synthesize.js';
@@ -14,11 +13,11 @@ import { launch } from '../../cluster/coordinator.js';
 import { benchScaling } from '../../cluster/bench/scaling.js';
 import { registerBenchAllReduce } from '../../cluster/bench/cli.js';
 import { benchTrain } from '../train/bench-train.js';
+import { packageRoot } from '../util/compiled-path.js';
 import { progressReporter } from './progress.js';
 
-/** The package root: configs/ ships beside dist/. */
-const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export const DEFAULT_CONFIG = join(PACKAGE_ROOT, 'configs', 'synthetic.json');
+/** configs/ ships in the package root, beside dist/ (and beside .gpu/, the GPU-machine bundle). */
+export const DEFAULT_CONFIG = join(packageRoot(import.meta.url), 'configs', 'synthetic.json');
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);

@@ -29,6 +29,8 @@ export interface KernelTime {
 
 export interface BenchTrainResult {
   backend: string;
+  /** Why this engine, e.g. "requested; adapter NVIDIA H200 (...)": names the WebGPU adapter. */
+  engine: string;
   /** wasm: what runs the convolutions (oneDNN native kernels or XNNPACK). */
   convolutions?: string;
   variant: Variant;
@@ -98,6 +100,7 @@ export async function benchTrain(o: BenchTrainOptions): Promise<BenchTrainResult
     images.dispose();
     return {
       backend: engine.backend,
+      engine: engine.reason,
       convolutions: engine.convolutions,
       variant,
       width,
