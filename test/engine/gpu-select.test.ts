@@ -82,9 +82,9 @@ describe('SLFER_VK_DEVICE', () => {
 
 // The layer for real: native/slfer-vk-device-select.c, loaded by the system's Vulkan loader under
 // Dawn, on this machine's driver (Mesa 25's lavapipe on a CPU machine: one device, llvmpipe). Dawn
-// runs in child processes: it holds the process, and each must exit by itself, cleanly. Opt-in like
-// the other webgpu tests (SLFER_WEBGPU_TESTS=1; Dawn 0.6.2 on lavapipe crashed about one run in six
-// under CPU load); SLFER_REQUIRE_WEBGPU=1 also fails the file when they cannot run.
+// runs in child processes: it holds the process, and each must exit by itself, cleanly. Run like
+// the other webgpu tests when asked (SLFER_WEBGPU_TESTS=1: they need a Vulkan driver, which not every
+// machine has); SLFER_REQUIRE_WEBGPU=1, as CI sets, also fails the file when they cannot run.
 const ROOT = join(import.meta.dirname, '..', '..');
 const manifest = join(vkLayerDir(), 'VkLayer_SLFER_device_select.json');
 const wanted = process.env.SLFER_WEBGPU_TESTS === '1' || process.env.SLFER_REQUIRE_WEBGPU === '1';

@@ -6,9 +6,9 @@ import { Rng } from '../../src/util/rng.js';
 import { expectStepMatchesCpu } from '../helpers/full-step.js';
 
 // slfer-dist's WGSL kernels, run by Dawn (npm "webgpu") on whatever adapter it finds: Mesa 25's
-// lavapipe (CPU Vulkan) on a CPU machine, a GPU elsewhere. Opt-in (SLFER_WEBGPU_TESTS=1):
-// Dawn 0.6.2 on lavapipe crashed the test process about one run in six when the CPUs were busy,
-// which would make CI flaky. SLFER_REQUIRE_WEBGPU=1 also fails the file if the engine is missing.
+// lavapipe (CPU Vulkan) on a CPU machine, a GPU elsewhere. Run when asked (SLFER_WEBGPU_TESTS=1:
+// they need a Vulkan driver, which not every machine has); SLFER_REQUIRE_WEBGPU=1, as CI sets, also
+// fails the file if the engine is missing.
 const wanted = process.env.SLFER_WEBGPU_TESTS === '1' || process.env.SLFER_REQUIRE_WEBGPU === '1';
 let available = false;
 let reason = 'not requested (SLFER_WEBGPU_TESTS=1 runs these tests)';
