@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { errors } from '../errors.js';
 import { confirmGpuSelection, prepareGpuSelection, type GpuSelection } from './gpu-select.js';
 import { registerKernels } from './kernels/register.js';
-import type { WebgpuUtil } from './kernels/webgpu-resize-bilinear-grad.js';
+import type { WebgpuUtil } from './kernels/webgpu-program.js';
 import { loadNativeKernels } from './native/addon.js';
 
 export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;

@@ -4,6 +4,7 @@ import { releaseEngine, selectBackend } from '../../src/engine/backend.js';
 import { resizeBilinearGradHost } from '../../src/engine/kernels/resize-bilinear-grad.js';
 import { Rng } from '../../src/util/rng.js';
 import { expectStepMatchesCpu } from '../helpers/full-step.js';
+import { relErr } from '../helpers/numeric.js';
 
 // slfer-dist's WGSL kernels, run by Dawn (npm "webgpu") on whatever adapter it finds: Mesa 25's
 // lavapipe (CPU Vulkan) on a CPU machine, a GPU elsewhere. Run when asked (SLFER_WEBGPU_TESTS=1:
@@ -55,6 +56,38 @@ describe.runIf(available)('webgpu kernels', () => {
       for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
       expect(err).toBeLessThan(1e-4);
       tf.dispose([x, dy]);
+    });
+  }
+
+  // slfer-dist's split-K filter gradient (webgpu-conv2d-backprop-filter.ts) against cpu: strides,
+  // same/valid/explicit padding, 1×1 to 7×7, channel counts off the 64-wide tiles, and enough rows
+  // (N·OH·OW) to be cut into several slices.
+  const filterCases: { x: [number, number, number, number]; f: [number, number, number, number]; s: number; pad: 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]] }[] = [
+    { x: [2, 9, 11, 3], f: [7, 7, 3, 8], s: 2, pad: 'same' },
+    { x: [2, 8, 8, 5], f: [3, 3, 5, 6], s: 1, pad: 'same' },
+    { x: [1, 9, 9, 4], f: [3, 3, 4, 70], s: 2, pad: 'valid' },
+    { x: [3, 6, 6, 66], f: [1, 1, 66, 5], s: 2, pad: 'valid' },
+    { x: [4, 32, 32, 16], f: [3, 3, 16, 16], s: 1, pad: [[0, 0], [1, 1], [2, 0], [0, 0]] },
+    { x: [4, 24, 24, 8], f: [3, 3, 8, 72], s: 1, pad: 'same' },
+  ];
+  for (const c of filterCases) {
+    it(`Conv2DBackpropFilter (WGSL, split-K) equals cpu: x ${c.x.join('x')}, filter ${c.f.join('x')}, stride ${c.s}, pad ${JSON.stringify(c.pad)}`, async () => {
+      const rng = new Rng(5);
+      const xv = Float32Array.from({ length: c.x.reduce((a, b) => a * b) }, () => rng.normal());
+      const dyShape = tf.tidy(() => tf.conv2d(tf.zeros(c.x), tf.zeros(c.f), c.s, c.pad).shape);
+      const dyv = Float32Array.from({ length: dyShape.reduce((a, b) => a * b) }, () => rng.normal());
+      const on = async (backend: string) => {
+        await tf.setBackend(backend);
+        const x = tf.tensor4d(xv, c.x);
+        const dy = tf.tensor(dyv, dyShape) as tf.Tensor4D;
+        const dw = tf.engine().runKernel(tf.Conv2DBackpropFilter, { x, dy }, { strides: [c.s, c.s], pad: c.pad, dataFormat: 'NHWC', filterShape: c.f } as never) as tf.Tensor;
+        const v = (await dw.data()) as Float32Array;
+        tf.dispose([x, dy, dw]);
+        return v;
+      };
+      const want = await on('cpu');
+      const got = await on('webgpu');
+      expect(relErr(got, want)).toBeLessThan(1e-5);
     });
   }
 

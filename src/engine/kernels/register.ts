@@ -7,7 +7,9 @@ import { loadNativeKernels } from '../native/addon.js';
 import { nativeBatchNormKernels } from './batch-norm-kernels.js';
 import { nativeMaxPoolGradKernel } from './max-pool-grad.js';
 import { onednnConvKernels } from './onednn-conv.js';
-import { webgpuResizeBilinearGradKernel, type WebgpuUtil } from './webgpu-resize-bilinear-grad.js';
+import { webgpuConv2dBackpropFilterKernel } from './webgpu-conv2d-backprop-filter.js';
+import type { WebgpuUtil } from './webgpu-program.js';
+import { webgpuResizeBilinearGradKernel } from './webgpu-resize-bilinear-grad.js';
 
 /** The kernels a backend ships, kept before they are replaced, so tests can check ours against them. */
 const shipped = new Map<string, KernelConfig>();
@@ -28,6 +30,17 @@ function nativeKernels(): KernelConfig[] | undefined {
   return native;
 }
 
+/**
+ * webgpu: WGSL kernels for what tfjs-backend-webgpu gets wrong (ResizeBilinearGrad) or runs slowly
+ * (NCHW falls back to its own). SLFER_WEBGPU_KERNELS=tfjs keeps tfjs's slow ones, to compare.
+ */
+function webgpuKernels(util: WebgpuUtil): KernelConfig[] {
+  const own = (name: string) => (shipped.get(`webgpu/${name}`) ?? tf.getKernel(name, 'webgpu'))?.kernelFunc;
+  const fixes = [webgpuResizeBilinearGradKernel(util)];
+  if (process.env.SLFER_WEBGPU_KERNELS === 'tfjs') return fixes;
+  return [...fixes, webgpuConv2dBackpropFilterKernel(util, own(tf.Conv2DBackpropFilter))];
+}
+
 /** Kernels that slfer-dist replaces or adds, per backend. */
 function replacementsFor(backendName: string, opts: RegisterOptions): KernelConfig[] {
   switch (backendName) {
@@ -36,7 +49,7 @@ function replacementsFor(backendName: string, opts: RegisterOptions): KernelConf
     case 'wasm':
       return nativeKernels() ?? [conv2dBackpropFilterKernel('wasm'), resizeBilinearGradKernel('wasm')];
     case 'webgpu':
-      return opts.webgpuUtil ? [webgpuResizeBilinearGradKernel(opts.webgpuUtil)] : [];
+      return opts.webgpuUtil ? webgpuKernels(opts.webgpuUtil) : [];
     default:
       return [];
   }

@@ -1,15 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, ResizeBilinearGradAttrs, TensorInfo } from '@tensorflow/tfjs';
-
-/** What tfjs-backend-webgpu exports as `webgpu_util` (passed in: importing the backend registers it). */
-export interface WebgpuUtil {
-  flatDispatchLayout(shape: number[]): { x: number[] };
-  computeDispatch(layout: { x: number[] }, outputShape: number[], workgroupSize: [number, number, number]): [number, number, number];
-}
-
-interface WebgpuBackend {
-  runWebGPUProgram(program: object, inputs: TensorInfo[], dtype: 'float32', uniforms: { type: 'int32' | 'float32'; data: number[] }[]): TensorInfo;
-}
+import type { WebgpuBackend, WebgpuUtil } from './webgpu-program.js';
 
 /**
  * ResizeBilinearGrad for webgpu that honours `halfPixelCenters`, as the host kernel does

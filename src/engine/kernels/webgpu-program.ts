@@ -1,0 +1,21 @@
+import type { TensorInfo } from '@tensorflow/tfjs';
+
+/** What tfjs-backend-webgpu exports as `webgpu_util` (passed in: importing the backend registers it). */
+export interface WebgpuUtil {
+  flatDispatchLayout(shape: number[]): { x: number[] };
+  computeDispatch(layout: { x: number[] }, outputShape: number[], workgroupSize: [number, number, number]): [number, number, number];
+}
+
+export type WebgpuUniform = { type: 'int32' | 'uint32' | 'float32'; data: number[] };
+
+/**
+ * The part of tfjs-backend-webgpu's backend that slfer-dist's WGSL programs use. A program is an
+ * object with variableNames, outputShape, workgroupSize, dispatchLayout, dispatch, shaderKey and
+ * getUserCode(); tfjs adds the bindings, uniforms (input/output shapes first, then the program's
+ * own) and helpers such as getX(...) and setOutputAtIndex. Make a new program object per call:
+ * runWebGPUProgram rewrites its shaderKey.
+ */
+export interface WebgpuBackend {
+  runWebGPUProgram(program: object, inputs: TensorInfo[], dtype: 'float32', uniforms?: WebgpuUniform[]): TensorInfo;
+  disposeData(dataId: object): boolean;
+}
