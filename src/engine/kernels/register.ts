@@ -7,6 +7,7 @@ import { loadNativeKernels } from '../native/addon.js';
 import { nativeBatchNormKernels } from './batch-norm-kernels.js';
 import { nativeMaxPoolGradKernel } from './max-pool-grad.js';
 import { onednnConvKernels } from './onednn-conv.js';
+import { webgpuBatchNormKernels } from './webgpu-batch-norm.js';
 import { webgpuConv2dBackpropFilterKernel } from './webgpu-conv2d-backprop-filter.js';
 import type { WebgpuUtil } from './webgpu-program.js';
 import { webgpuResizeBilinearGradKernel } from './webgpu-resize-bilinear-grad.js';
@@ -38,7 +39,7 @@ function webgpuKernels(util: WebgpuUtil): KernelConfig[] {
   const own = (name: string) => (shipped.get(`webgpu/${name}`) ?? tf.getKernel(name, 'webgpu'))?.kernelFunc;
   const fixes = [webgpuResizeBilinearGradKernel(util)];
   if (process.env.SLFER_WEBGPU_KERNELS === 'tfjs') return fixes;
-  return [...fixes, webgpuConv2dBackpropFilterKernel(util, own(tf.Conv2DBackpropFilter))];
+  return [...fixes, webgpuConv2dBackpropFilterKernel(util, own(tf.Conv2DBackpropFilter)), ...webgpuBatchNormKernels(util)];
 }
 
 /** Kernels that slfer-dist replaces or adds, per backend. */
