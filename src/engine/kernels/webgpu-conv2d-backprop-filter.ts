@@ -8,15 +8,21 @@ import type { WebgpuBackend, WebgpuUtil } from './webgpu-program.js';
  * tfjs-backend-webgpu's own kernel gives each thread one filter element and loops over all of
  * N·OH·OW: a 7×7×3×64 stem at 224 px, batch 64, is 9,408 threads of 800k iterations each, which
  * is most of why training ran at 1/45 of the forward pass on an H200. Here a workgroup computes a
- * 64×64 tile of dW over one slice of m (tiles staged in workgroup memory, 4×4 outputs per thread),
+ * 64×64 tile of dW (64×16 or 64×32 for narrow layers) over one slice of m (tiles staged in
+ * workgroup memory, 4×4 outputs per thread),
  * slices are summed by a second pass, and the slice count keeps the GPU full for every layer shape.
  */
-const TILE = 64;
+const TILE_K = 64;
 const TILE_M = 16;
 /** Workgroups to aim for: enough to fill a large GPU (132 SMs on an H100/H200) several times. */
 const TARGET_WORKGROUPS = 2048;
 /** Fewest m rows per slice: below this the partial sums cost more than they spread. */
 const MIN_CHUNK = 256;
+
+/** Tile width along co: 64, or 16/32 for narrow layers, whose extra columns would be idle work. */
+export function tileCo(Co: number): number {
+  return Co <= 16 ? 16 : Co <= 32 ? 32 : 64;
+}
 
 export interface SplitPlan {
   /** Number of m slices (1: the product writes dW directly). */
@@ -27,7 +33,7 @@ export interface SplitPlan {
 
 /** How many slices of m to cut so that tiles × slices reaches TARGET_WORKGROUPS. */
 export function planSplits(M: number, K: number, Co: number): SplitPlan {
-  const tiles = Math.ceil(K / TILE) * Math.ceil(Co / TILE);
+  const tiles = Math.ceil(K / TILE_K) * Math.ceil(Co / tileCo(Co));
   const want = Math.max(1, Math.min(Math.ceil(TARGET_WORKGROUPS / tiles), Math.floor(M / MIN_CHUNK)));
   const chunk = Math.ceil(Math.ceil(M / want) / TILE_M) * TILE_M;
   return { splits: Math.max(1, Math.ceil(M / chunk)), chunk };
@@ -36,77 +42,88 @@ export function planSplits(M: number, K: number, Co: number): SplitPlan {
 class FilterGradProgram {
   variableNames = ['x', 'dy'];
   uniforms = 'M : i32, K : i32, Co : i32, chunk : i32, kwci : i32, ci : i32, ohow : i32, ow : i32, stride : vec2<i32>, pad : vec2<i32>,';
-  workgroupSize: [number, number, number] = [256, 1, 1];
+  workgroupSize: [number, number, number];
   outputShape: number[];
   dispatchLayout = { x: [0], y: [1], z: [2] };
   dispatch: [number, number, number];
-  shaderKey = 'slferConv2DBackpropFilterMM';
+  shaderKey: string;
+  private readonly tc: number;
 
   constructor(K: number, Co: number, splits: number, outputShape: number[]) {
+    this.tc = tileCo(Co);
+    // One thread per 4×4 block of the TILE_K × tc tile.
+    this.workgroupSize = [(TILE_K / 4) * (this.tc / 4), 1, 1];
     this.outputShape = outputShape;
-    this.dispatch = [Math.ceil(Co / TILE), Math.ceil(K / TILE), splits];
+    this.dispatch = [Math.ceil(Co / this.tc), Math.ceil(K / TILE_K), splits];
+    this.shaderKey = `slferConv2DBackpropFilterMM_${this.tc}`;
   }
 
   getUserCode(): string {
-    // As/Bs: TILE_M rows of 64 values as 16 vec4s, so the product loop reads 128 bits at a time.
+    const T = this.workgroupSize[0];
+    const TC = this.tc;
+    // As/Bs: TILE_M rows of the tile as vec4s, so the product loop reads 128 bits at a time.
+    // Loads: thread t fills column t % width of a tile, every (T / width)-th row. Neighbouring
+    // threads read neighbouring ci of x and co of dy, so loads are coalesced.
     return `
-      var<workgroup> As : array<vec4<f32>, ${TILE_M * 16}>;
-      var<workgroup> Bs : array<vec4<f32>, ${TILE_M * 16}>;
+      var<workgroup> As : array<vec4<f32>, ${(TILE_M * TILE_K) / 4}>;
+      var<workgroup> Bs : array<vec4<f32>, ${(TILE_M * TC) / 4}>;
 
       fn main() {
         let t = i32(localIndex);
-        let c0 = i32(workgroupId.x) * ${TILE};
-        let k0 = i32(workgroupId.y) * ${TILE};
+        let c0 = i32(workgroupId.x) * ${TC};
+        let k0 = i32(workgroupId.y) * ${TILE_K};
         let split = i32(workgroupId.z);
         let mBegin = split * uniforms.chunk;
         let mEnd = min(mBegin + uniforms.chunk, uniforms.M);
         let H = uniforms.xShape[1];
         let W = uniforms.xShape[2];
 
-        // Loads: thread t fills column t % 64 of both tiles, rows t / 64 + 4i. Neighbouring threads
-        // read neighbouring ci of x and co of dy, so loads are coalesced.
-        let lc = t % ${TILE};
-        let lr = t / ${TILE};
-        let k = k0 + lc;
+        let ak = t % ${TILE_K};
+        let ar = t / ${TILE_K};
+        let k = k0 + ak;
         let kOk = k < uniforms.K;
         let kh = k / uniforms.kwci;
         let kr = k % uniforms.kwci;
         let kw = kr / uniforms.ci;
         let ci = kr % uniforms.ci;
-        let co = c0 + lc;
+        let bc = t % ${TC};
+        let br = t / ${TC};
+        let co = c0 + bc;
         let coOk = co < uniforms.Co;
 
-        let tx = t % 16;
-        let ty = t / 16;
+        let tx = t % ${TC / 4};
+        let ty = t / ${TC / 4};
         var acc : array<vec4<f32>, 4>;
         // The trip count comes from uniforms alone: barriers need control flow WGSL can prove uniform,
         // and tfjs hands workgroupId over in a private variable. The last slice's overhang loads zeros.
         for (var step = 0; step < uniforms.chunk / ${TILE_M}; step = step + 1) {
           let m0 = mBegin + step * ${TILE_M};
-          for (var i = 0; i < ${TILE_M / 4}; i = i + 1) {
-            let row = lr + 4 * i;
+          for (var row = ar; row < ${TILE_M}; row = row + ${T / TILE_K}) {
             let m = m0 + row;
             var a = 0.0;
-            var b = 0.0;
-            if (m < mEnd) {
+            if (m < mEnd && kOk) {
               let n = m / uniforms.ohow;
               let p = m % uniforms.ohow;
               let ih = (p / uniforms.ow) * uniforms.stride.x - uniforms.pad.x + kh;
               let iw = (p % uniforms.ow) * uniforms.stride.y - uniforms.pad.y + kw;
-              if (kOk && ih >= 0 && ih < H && iw >= 0 && iw < W) {
+              if (ih >= 0 && ih < H && iw >= 0 && iw < W) {
                 a = x[((n * H + ih) * W + iw) * uniforms.ci + ci];
               }
-              if (coOk) {
-                b = dy[m * uniforms.Co + co];
-              }
             }
-            As[row * 16 + lc / 4][lc % 4] = a;
-            Bs[row * 16 + lc / 4][lc % 4] = b;
+            As[row * ${TILE_K / 4} + ak / 4][ak % 4] = a;
+          }
+          for (var row = br; row < ${TILE_M}; row = row + ${T / TC}) {
+            let m = m0 + row;
+            var b = 0.0;
+            if (m < mEnd && coOk) {
+              b = dy[m * uniforms.Co + co];
+            }
+            Bs[row * ${TC / 4} + bc / 4][bc % 4] = b;
           }
           workgroupBarrier();
           for (var mm = 0; mm < ${TILE_M}; mm = mm + 1) {
-            let av = As[mm * 16 + ty];
-            let bv = Bs[mm * 16 + tx];
+            let av = As[mm * ${TILE_K / 4} + ty];
+            let bv = Bs[mm * ${TC / 4} + tx];
             acc[0] = fma(vec4<f32>(av.x), bv, acc[0]);
             acc[1] = fma(vec4<f32>(av.y), bv, acc[1]);
             acc[2] = fma(vec4<f32>(av.z), bv, acc[2]);
