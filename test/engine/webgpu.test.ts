@@ -124,6 +124,38 @@ describe.runIf(available)('webgpu kernels', () => {
     });
   }
 
+  // Sum and Max over a short innermost axis (webgpu-row-reduce.ts), and the cases it hands back to
+  // tfjs's kernel (another axis, rows over 64), against cpu.
+  const reduceCases: { shape: number[]; axis: number | number[]; keepDims: boolean }[] = [
+    { shape: [300, 8], axis: -1, keepDims: true },
+    { shape: [2, 3, 5, 7], axis: 3, keepDims: false },
+    { shape: [5, 1], axis: 1, keepDims: false },
+    { shape: [4, 64], axis: [1], keepDims: true },
+    { shape: [9], axis: 0, keepDims: false },
+    { shape: [6, 100], axis: 1, keepDims: false },
+    { shape: [40, 8], axis: 0, keepDims: true },
+  ];
+  for (const c of reduceCases) {
+    it(`Sum and Max (WGSL, one thread per row) equal cpu: shape ${c.shape.join('x')}, axis ${JSON.stringify(c.axis)}, keepDims ${c.keepDims}`, async () => {
+      const rng = new Rng(11);
+      const v = Float32Array.from({ length: c.shape.reduce((a, b) => a * b) }, () => rng.normal());
+      const on = async (backend: string) => {
+        await tf.setBackend(backend);
+        const x = tf.tensor(v, c.shape);
+        const outs = [tf.sum(x, c.axis, c.keepDims), tf.max(x, c.axis, c.keepDims)];
+        const r = await Promise.all(outs.map(async (t) => ({ shape: t.shape, data: (await t.data()) as Float32Array })));
+        tf.dispose([x, ...outs]);
+        return r;
+      };
+      const want = await on('cpu');
+      const got = await on('webgpu');
+      for (let i = 0; i < 2; i++) {
+        expect(got[i].shape).toEqual(want[i].shape);
+        expect(relErr(got[i].data, want[i].data)).toBeLessThan(1e-6);
+      }
+    });
+  }
+
   it('trains a full SLFER step (all heads) with the same loss and gradients as the cpu reference', async () => {
     // 64 px, batch 4: at 32 px, batch 2, layer4's batch norm sees 2 rows, where dx is pure rounding noise.
     await expectStepMatchesCpu('webgpu', { size: 64, batch: 4 });

@@ -11,6 +11,7 @@ import { webgpuBatchNormKernels } from './webgpu-batch-norm.js';
 import { webgpuConv2dBackpropFilterKernel } from './webgpu-conv2d-backprop-filter.js';
 import type { WebgpuUtil } from './webgpu-program.js';
 import { webgpuResizeBilinearGradKernel } from './webgpu-resize-bilinear-grad.js';
+import { webgpuRowReduceKernels } from './webgpu-row-reduce.js';
 
 /** The kernels a backend ships, kept before they are replaced, so tests can check ours against them. */
 const shipped = new Map<string, KernelConfig>();
@@ -39,7 +40,7 @@ function webgpuKernels(util: WebgpuUtil): KernelConfig[] {
   const own = (name: string) => (shipped.get(`webgpu/${name}`) ?? tf.getKernel(name, 'webgpu'))?.kernelFunc;
   const fixes = [webgpuResizeBilinearGradKernel(util)];
   if (process.env.SLFER_WEBGPU_KERNELS === 'tfjs') return fixes;
-  return [...fixes, webgpuConv2dBackpropFilterKernel(util, own(tf.Conv2DBackpropFilter)), ...webgpuBatchNormKernels(util)];
+  return [...fixes, webgpuConv2dBackpropFilterKernel(util, own(tf.Conv2DBackpropFilter)), ...webgpuBatchNormKernels(util), ...webgpuRowReduceKernels(util, own)];
 }
 
 /** Kernels that slfer-dist replaces or adds, per backend. */
