@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { ADAM_UPDATE, hasAdamKernel, type AdamUpdateAttrs } from '../engine/kernels/adam-update.js';
 
 export interface AdamConfig {
   beta1: number;
@@ -7,7 +8,8 @@ export interface AdamConfig {
 }
 
 /**
- * Adam (Kingma & Ba) with PyTorch's update, p ← p − lr·m̂ / (√v̂ + ε). Moments are held per parameter
+ * Adam (Kingma & Ba) with PyTorch's update, p ← p − lr·m̂ / (√v̂ + ε); one kernel per parameter
+ * where the engine has it (engine/kernels/adam-update.ts), else the ops. Moments are held per parameter
  * in the model's own parameter order and gradients are taken by position, so the same gradients
  * give the same update on every worker. The state (t, m, v) round-trips through checkpoints.
  */
@@ -32,6 +34,17 @@ export class Adam {
     const { beta1, beta2, epsilon } = this.cfg;
     const c1 = 1 - beta1 ** this.t;
     const c2 = 1 - beta2 ** this.t;
+    if (hasAdamKernel()) {
+      const attrs: AdamUpdateAttrs = { beta1, beta2, epsilon, c2, stepSize: lr / c1 };
+      grads.forEach((g, i) => {
+        const [p, m, v] = tf.engine().runKernel(ADAM_UPDATE, { p: this.params[i], m: this.m[i], v: this.v[i], g }, attrs as never) as tf.Tensor[];
+        this.m[i].assign(m);
+        this.v[i].assign(v);
+        this.params[i].assign(p);
+        tf.dispose([p, m, v]);
+      });
+      return;
+    }
     tf.tidy(() => {
       grads.forEach((g, i) => {
         const m = tf.add(tf.mul(this.m[i], beta1), tf.mul(g, 1 - beta1));

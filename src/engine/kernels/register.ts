@@ -7,6 +7,7 @@ import { loadNativeKernels } from '../native/addon.js';
 import { nativeBatchNormKernels } from './batch-norm-kernels.js';
 import { nativeMaxPoolGradKernel } from './max-pool-grad.js';
 import { onednnConvKernels } from './onednn-conv.js';
+import { webgpuAdamKernel } from './webgpu-adam.js';
 import { webgpuBatchNormKernels } from './webgpu-batch-norm.js';
 import { webgpuConv2dBackpropFilterKernel } from './webgpu-conv2d-backprop-filter.js';
 import type { WebgpuUtil } from './webgpu-program.js';
@@ -40,7 +41,7 @@ function webgpuKernels(util: WebgpuUtil): KernelConfig[] {
   const own = (name: string) => (shipped.get(`webgpu/${name}`) ?? tf.getKernel(name, 'webgpu'))?.kernelFunc;
   const fixes = [webgpuResizeBilinearGradKernel(util)];
   if (process.env.SLFER_WEBGPU_KERNELS === 'tfjs') return fixes;
-  return [...fixes, webgpuConv2dBackpropFilterKernel(util, own(tf.Conv2DBackpropFilter)), ...webgpuBatchNormKernels(util), ...webgpuRowReduceKernels(util, own)];
+  return [...fixes, webgpuConv2dBackpropFilterKernel(util, own(tf.Conv2DBackpropFilter)), ...webgpuBatchNormKernels(util), ...webgpuRowReduceKernels(util, own), webgpuAdamKernel(util)];
 }
 
 /** Kernels that slfer-dist replaces or adds, per backend. */
