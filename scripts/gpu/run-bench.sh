@@ -3,6 +3,7 @@
 #   PyTorch fp32 (before)   python3 .gpu/peers/torch_train_throughput.py SIZE BATCH PEER_STEPS cuda fp32
 #   ours                    node .gpu/slfer.mjs bench train --backend webgpu --size SIZE --batch BATCH --steps STEPS --warmup WARMUP --json
 #   ours, one profiled step the same with --steps 1 --warmup 1 --profile (time per kernel, GPU timer queries)
+#   ours with tfjs's own webgpu kernels  SLFER_WEBGPU_KERNELS=tfjs, --steps 1 (what slfer-dist's WGSL kernels gain)
 #   PyTorch fp32 (after), then PyTorch bf16 (on cuda)
 # Both train the full SLFER model (SE-ResNet18 + ECT/ST/CT heads, 13.7M parameters) with Adam on a
 # fixed random batch. Writes OUT/summary.json (scripts/gpu/summary.mjs), OUT/<stage>.log and
@@ -33,7 +34,10 @@ PY=${PY:-python3}
 BUDGET_S=${BUDGET_S:-480}
 T_PEER=${T_PEER:-60}        # CUDA start-up and cudnn.benchmark's search included
 T_OURS=${T_OURS:-150}       # start-up, shader compilation in the warm-up step, STEPS steps, forward
-T_PROFILE=${T_PROFILE:-120}  # 60+150+120+60+60 plus setup fits BUDGET_S, so the after and bf16 peers still run
+T_PROFILE=${T_PROFILE:-120}
+T_TFJS=${T_TFJS:-60}         # tfjs's kernels took 2.4 s per step here; one step, or whatever fits
+TFJS_AB=${TFJS_AB:-1}        # 0 skips the comparison with tfjs's own kernels
+# 60+150+120+60(+60 tfjs)+60 plus setup fits BUDGET_S, so the after and bf16 peers still run
 mkdir -p "$OUT"
 : > "$OUT/stages.tsv"
 printf '{"size":%s,"batch":%s,"steps":%s,"warmup":%s,"width":%s,"peerSteps":%s,"peerDevice":"%s","budgetSeconds":%s}\n' \
@@ -85,6 +89,7 @@ stage ours "$T_OURS" "${ours[@]}" --steps "$STEPS" --warmup "$WARMUP" --json
 stage ours-profile "$T_PROFILE" "${ours[@]}" --steps 1 --warmup 1 --profile --json
 peer peer-fp32-after fp32
 if [ "$BF16" = 1 ]; then peer peer-bf16 bf16; fi
+if [ "$TFJS_AB" = 1 ]; then stage ours-tfjs-kernels "$T_TFJS" env SLFER_WEBGPU_KERNELS=tfjs "${ours[@]}" --steps 1 --warmup 1 --json; fi
 
 node scripts/gpu/summary.mjs "$OUT"
 echo "total ${SECONDS} s"

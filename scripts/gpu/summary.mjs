@@ -57,6 +57,7 @@ export function summarize(dir) {
   const peerMean = fp32.length ? fp32.reduce((a, b) => a + b, 0) / fp32.length : null;
   const ours = benchJson(dir, by.ours);
   const prof = benchJson(dir, by['ours-profile']);
+  const tfjs = benchJson(dir, by['ours-tfjs-kernels']);
   const kernels = prof?.kernels ?? [];
   const kernelMs = kernels.reduce((a, k) => a + k.ms, 0);
   const gpu = by['nvidia-smi']?.status === 'ok' ? read(dir, by['nvidia-smi'].log).split('\n')[0].trim() || null : null;
@@ -74,6 +75,14 @@ export function summarize(dir) {
       msPerStep: round(ours?.msPerStep, 1),
       forwardImagesPerSec: round(ours?.forwardImagesPerSec),
       parameters: ours?.parameters ?? null,
+    },
+    // the same engine with tfjs-backend-webgpu's own kernels (SLFER_WEBGPU_KERNELS=tfjs): what ours gain
+    tfjsKernels: {
+      status: by['ours-tfjs-kernels']?.status ?? 'not run',
+      command: by['ours-tfjs-kernels']?.command ?? null,
+      trainImagesPerSec: round(tfjs?.trainImagesPerSec),
+      forwardImagesPerSec: round(tfjs?.forwardImagesPerSec),
+      oursSpeedup: ours && tfjs ? round(ours.trainImagesPerSec / tfjs.trainImagesPerSec, 3) : null,
     },
     peer: {
       torch: (before ?? after ?? bf16)?.torch ?? null,
@@ -115,6 +124,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
       `ours (${s.ours.status}): train ${f(s.ours.trainImagesPerSec)}, forward ${f(s.ours.forwardImagesPerSec)}   [${s.ours.command ?? '-'}]`,
       `PyTorch fp32: before ${f(s.peer.fp32BeforeImagesPerSec)}, after ${f(s.peer.fp32AfterImagesPerSec)}, bf16 ${f(s.peer.bf16ImagesPerSec)}   [${s.peer.commands.fp32Before ?? '-'}]`,
       `ratio ours / PyTorch fp32 (mean of before and after): ${s.ratioOursVsPeerFp32 ?? 'n/a'}`,
+      `with tfjs's own webgpu kernels (${s.tfjsKernels.status}): train ${f(s.tfjsKernels.trainImagesPerSec)}; ours ${s.tfjsKernels.oursSpeedup ?? 'n/a'}x`,
       `profiled step (${s.profile.status}): ${s.profile.topKernels.slice(0, 6).map((k) => `${k.kernel} ${(k.share * 100).toFixed(1)}%`).join(', ') || 'n/a'}`,
       `summary: ${join(dir, 'summary.json')}`,
     ].join('\n') + '\n',

@@ -22,6 +22,7 @@ describe('scripts/gpu (the GPU benchmark)', () => {
       ['ours-profile', 'ok', 50, `${OURS} --steps 1 --warmup 1 --profile --json`],
       ['peer-fp32-after', 'ok', 18, `${PEER} fp32`],
       ['peer-bf16', 'timed out after 60 s', 60, `${PEER} bf16`],
+      ['ours-tfjs-kernels', 'ok', 30, `env SLFER_WEBGPU_KERNELS=tfjs ${OURS} --steps 1 --warmup 1 --json`],
     ];
     writeFileSync(join(dir, 'stages.tsv'), stages.map((s) => s.join('\t') + '\n').join(''));
     writeFileSync(join(dir, 'nvidia-smi.log'), 'NVIDIA H200, 580.95.05, 143771 MiB\n');
@@ -32,6 +33,7 @@ describe('scripts/gpu (the GPU benchmark)', () => {
     const engine = 'requested; adapter NVIDIA H200 (nvidia)';
     const warn = 'Warning: maxDynamicUniformBuffersPerPipelineLayout artificially reduced from 1000000 to 16\n';
     writeFileSync(join(dir, 'ours.log'), warn + JSON.stringify({ backend: 'webgpu', engine, trainImagesPerSec: 55, msPerStep: 1163.6, forwardImagesPerSec: 1300, parameters: 13721871 }) + '\n');
+    writeFileSync(join(dir, 'ours-tfjs-kernels.log'), warn + JSON.stringify({ backend: 'webgpu', engine, trainImagesPerSec: 22, msPerStep: 2909, forwardImagesPerSec: 1290, parameters: 13721871 }) + '\n');
     const kernels = [
       { kernel: 'Conv2DBackpropFilter', ms: 60, calls: 25 },
       { kernel: 'Sum', ms: 30, calls: 80 },
@@ -48,6 +50,7 @@ describe('scripts/gpu (the GPU benchmark)', () => {
     expect(s.ours).toMatchObject({ status: 'ok', trainImagesPerSec: 55, forwardImagesPerSec: 1300, command: `${OURS} --steps 5 --warmup 1 --json` });
     expect(s.peer).toMatchObject({ torch: '2.11.0+cu130', fp32BeforeImagesPerSec: 1200, fp32AfterImagesPerSec: 1000, fp32MeanImagesPerSec: 1100, bf16ImagesPerSec: null });
     expect(s.ratioOursVsPeerFp32).toBe(0.05); // 55 / ((1200 + 1000) / 2)
+    expect(s.tfjsKernels).toMatchObject({ status: 'ok', trainImagesPerSec: 22, oursSpeedup: 2.5 });
     expect(s.profile.topKernels.map((k: { kernel: string; share: number }) => [k.kernel, k.share])).toEqual([
       ['Conv2DBackpropFilter', 0.6],
       ['Sum', 0.3],
