@@ -75,6 +75,8 @@ export function summarize(dir) {
       msPerStep: round(ours?.msPerStep, 1),
       forwardImagesPerSec: round(ours?.forwardImagesPerSec),
       parameters: ours?.parameters ?? null,
+      // slfer-dist's WGSL kernels the engine ran with (an empty list means tfjs's own throughout)
+      slferKernels: ours?.slferKernels ?? null,
     },
     // the same engine with tfjs-backend-webgpu's own kernels (SLFER_WEBGPU_KERNELS=tfjs): what ours gain
     tfjsKernels: {

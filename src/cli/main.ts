@@ -251,7 +251,7 @@ export function buildProgram(): Command {
       if (f.json) process.stdout.write(JSON.stringify(r) + '\n');
       else {
         process.stdout.write(
-          `${r.backend}${r.convolutions ? ` (convolutions: ${r.convolutions})` : ''}: SLFER ${r.variant} width ${r.width} (${r.parameters.toLocaleString('en-US')} parameters), ${r.size}px, batch ${r.batch}: ` +
+          `${r.backend}${r.convolutions ? ` (convolutions: ${r.convolutions})` : ''}${r.slferKernels ? ` (slfer-dist kernels: ${r.slferKernels.join(', ')})` : ''}: SLFER ${r.variant} width ${r.width} (${r.parameters.toLocaleString('en-US')} parameters), ${r.size}px, batch ${r.batch}: ` +
             `train ${r.trainImagesPerSec.toFixed(2)} img/s (${r.msPerStep.toFixed(0)} ms/step), forward ${r.forwardImagesPerSec.toFixed(1)} img/s\n`,
         );
         if (r.kernels) {

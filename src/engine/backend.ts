@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { errors } from '../errors.js';
 import { confirmGpuSelection, prepareGpuSelection, type GpuSelection } from './gpu-select.js';
-import { registerKernels } from './kernels/register.js';
+import { registerKernels, slferKernels } from './kernels/register.js';
 import type { WebgpuUtil } from './kernels/webgpu-program.js';
 import { loadNativeKernels } from './native/addon.js';
 
@@ -17,6 +17,8 @@ export interface Engine {
   passedOver: { backend: string; reason: string }[];
   /** wasm only: what runs its convolutions, e.g. "oneDNN 2.6.3, 2 threads (native)" or "XNNPACK (…)". */
   convolutions?: string;
+  /** webgpu: slfer-dist's WGSL kernels in use (none with SLFER_WEBGPU_KERNELS=tfjs but the fixes). */
+  kernels?: string[];
 }
 
 /** wasm's convolutions: oneDNN through the native kernels when built, else XNNPACK with the reason. */
@@ -96,12 +98,24 @@ async function probeWebgpu(requireHardware: boolean): Promise<Probe> {
   return { ok: true, reason: `adapter ${desc || 'found'}${selected}` };
 }
 
+/**
+ * tfjs-backend-webgpu's webgpu_util, which slfer-dist's WGSL kernels need. Node's ESM loader names
+ * the CommonJS build's exports; a bundle (the GPU machine's .gpu/, esbuild) hands the module over as
+ * `default` only, and without this the engine silently ran on tfjs's own slow kernels there.
+ */
+async function webgpuUtilModule(): Promise<WebgpuUtil> {
+  const mod = (await import('@tensorflow/tfjs-backend-webgpu')) as unknown as { webgpu_util?: WebgpuUtil; default?: { webgpu_util?: WebgpuUtil } };
+  const util = mod.webgpu_util ?? mod.default?.webgpu_util;
+  if (!util) throw new Error('@tensorflow/tfjs-backend-webgpu exports no webgpu_util: slfer-dist\'s webgpu kernels need it (is the version 4.22?)');
+  return util;
+}
+
 async function activate(name: string): Promise<void> {
   // tfjs-backend-cpu prints an advert for tfjs-node on first use; slfer-dist logs its engine choice itself.
   const cpu = tf.findBackend('cpu') as { firstUse?: boolean } | null;
   if (cpu) cpu.firstUse = false;
   if (name === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
-  const webgpuUtil = name === 'webgpu' ? ((await import('@tensorflow/tfjs-backend-webgpu')) as unknown as { webgpu_util: WebgpuUtil }).webgpu_util : undefined;
+  const webgpuUtil = name === 'webgpu' ? await webgpuUtilModule() : undefined;
   const ok = await tf.setBackend(name);
   if (!ok) throw new Error(`tf.setBackend('${name}') failed`);
   await tf.ready();
@@ -133,7 +147,7 @@ export async function selectBackend(request: BackendRequest): Promise<Engine> {
     const gpuProbe = await probeWebgpu(true);
     if (gpuProbe.ok) {
       await activate('webgpu');
-      return { backend: 'webgpu', reason: `auto: ${gpuProbe.reason}`, passedOver };
+      return { backend: 'webgpu', reason: `auto: ${gpuProbe.reason}`, passedOver, kernels: slferKernels('webgpu') };
     }
     passedOver.push({ backend: 'webgpu', reason: gpuProbe.reason });
     await activate('wasm');
@@ -149,7 +163,7 @@ export async function selectBackend(request: BackendRequest): Promise<Engine> {
     const p = await probeWebgpu(false);
     if (!p.ok) throw errors.engineUnavailable('webgpu', p.reason, REMEDY.webgpu);
     await activate('webgpu');
-    return { backend: 'webgpu', reason: `requested; ${p.reason}`, passedOver };
+    return { backend: 'webgpu', reason: `requested; ${p.reason}`, passedOver, kernels: slferKernels('webgpu') };
   }
   if (request === 'wasm') {
     await activate('wasm');

@@ -42,6 +42,8 @@ export interface BenchTrainResult {
   msPerStep: number;
   forwardImagesPerSec: number;
   parameters: number;
+  /** webgpu: slfer-dist's WGSL kernels in use. */
+  slferKernels?: string[];
   /** With `profile`: time per kernel in one step, largest first. */
   kernels?: KernelTime[];
 }
@@ -102,6 +104,7 @@ export async function benchTrain(o: BenchTrainOptions): Promise<BenchTrainResult
       backend: engine.backend,
       engine: engine.reason,
       convolutions: engine.convolutions,
+      slferKernels: engine.kernels,
       variant,
       width,
       size: o.size,

@@ -17,9 +17,10 @@ import { relErr } from '../helpers/numeric.js';
 const wanted = process.env.SLFER_WEBGPU_TESTS === '1' || process.env.SLFER_REQUIRE_WEBGPU === '1';
 let available = false;
 let reason = 'not requested (SLFER_WEBGPU_TESTS=1 runs these tests)';
+let engineKernels: string[] | undefined;
 if (wanted) {
   try {
-    await selectBackend('webgpu');
+    engineKernels = (await selectBackend('webgpu')).kernels;
     available = true;
   } catch (e) {
     reason = (e as Error).message;
@@ -38,6 +39,10 @@ describe.runIf(available)('webgpu kernels', () => {
     await tf.setBackend('cpu');
     await releaseEngine();
     expect(tf.findBackend('webgpu')).toBeNull();
+  });
+
+  it("the engine names slfer-dist's kernels it runs with", () => {
+    expect(engineKernels).toEqual(expect.arrayContaining(['ResizeBilinearGrad', 'Conv2DBackpropFilter', 'SlferBatchNormForward', 'SlferBatchNormBackward', 'Sum', 'Max', 'SlferAdamUpdate']));
   });
 
   const cases: { from: [number, number]; to: [number, number]; hp: boolean; ac: boolean }[] = [

@@ -68,12 +68,23 @@ export interface RegisterOptions {
   webgpuUtil?: WebgpuUtil;
 }
 
+/** Per backend, the kernels of slfer-dist's own now registered (for the engine line and reports). */
+const active = new Map<string, Set<string>>();
+
+/** slfer-dist's kernels registered for a backend, by tfjs kernel name. */
+export function slferKernels(backendName: string): string[] {
+  return [...(active.get(backendName) ?? [])];
+}
+
 export function registerKernels(backendName: string, opts: RegisterOptions = {}): string[] {
   const installed: string[] = [];
+  const mine = active.get(backendName) ?? new Set<string>();
+  active.set(backendName, mine);
   if (backendName === 'wasm' && !nativeKernels()) useConvGradViaForwardConv(backendName);
   for (const k of replacementsFor(backendName, opts)) {
     const key = `${k.backendName}/${k.kernelName}`;
     const current = tf.getKernel(k.kernelName, k.backendName);
+    mine.add(k.kernelName);
     if (current?.kernelFunc === k.kernelFunc) continue;
     if (current) {
       if (!shipped.has(key)) shipped.set(key, current);
