@@ -6,6 +6,9 @@ import { hasBatchNormKernels } from '../../src/engine/kernels/batch-norm-kernels
 import { resizeBilinearGradHost } from '../../src/engine/kernels/resize-bilinear-grad.js';
 import { batchNormTraining } from '../../src/model/layers.js';
 import { Adam } from '../../src/train/adam.js';
+import { randomBatch } from '../../src/train/bench-train.js';
+import { computeGradients, finishStep, readLosses } from '../../src/train/step.js';
+import { SlferModel } from '../../src/model/slfer.js';
 import { Rng } from '../../src/util/rng.js';
 import { expectStepMatchesCpu } from '../helpers/full-step.js';
 import { relErr } from '../helpers/numeric.js';
@@ -189,6 +192,28 @@ describe.runIf(available)('webgpu kernels', () => {
     const want = await on('cpu');
     const got = await on('webgpu');
     want.forEach((w, i) => expect(relErr(got[i], w)).toBeLessThan(1e-5));
+  });
+
+  it('a training step with all of slfer-dist\'s kernels leaves tensors and GPU memory flat', async () => {
+    await tf.setBackend('webgpu');
+    const model = new SlferModel({ variant: 'proposed', width: 0.125, inputSize: 32, seReduction: 16, numExpressions: 7, numParts: 8 }, 1);
+    const adam = new Adam(model.store.params, { beta1: 0.5, beta2: 0.999, epsilon: 1e-8 });
+    const batch = randomBatch(new Rng(2), 2, 32);
+    const step = async () => {
+      const r = computeGradients(model, batch, { lambdaSeg: 0.5, lambdaCls: 0.5, topN: 4 });
+      adam.apply(r.grads, 1e-4);
+      finishStep(model, r.bnStats);
+      tf.dispose(r.grads);
+      await readLosses(r.losses);
+      return tf.memory() as tf.MemoryInfo & { numBytesInGPU: number };
+    };
+    await step();
+    const a = await step();
+    const b = await step();
+    expect(b.numTensors).toBe(a.numTensors);
+    expect(b.numBytesInGPU).toBe(a.numBytesInGPU);
+    adam.dispose();
+    model.dispose();
   });
 
   it('trains a full SLFER step (all heads) with the same loss and gradients as the cpu reference', async () => {
