@@ -2,11 +2,10 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { registerKernels, shippedKernel } from '../../src/engine/kernels/register.js';
-import { hasBatchNormKernels } from '../../src/engine/kernels/batch-norm-kernels.js';
 import { upsample2xGradHost } from '../../src/engine/kernels/resize-bilinear-grad.js';
-import { batchNormTraining } from '../../src/model/layers.js';
 import { loadNativeKernels } from '../../src/engine/native/addon.js';
 import { Rng } from '../../src/util/rng.js';
+import { BATCH_NORM_OUTPUTS, batchNormOutputs } from '../helpers/batch-norm.js';
 import { relErr } from '../helpers/numeric.js';
 
 // The native kernels the wasm engine uses where build/slfer-native.node is built (oneDNN
@@ -143,23 +142,10 @@ describe.runIf(native.ok)('oneDNN convolutions on wasm', () => {
       const xv = values(shape.reduce((a, b) => a * b), 10).map((v, i) => 3 * v + (i % C)); // per-channel offsets
       const gv = values(C, 11);
       const bv = values(C, 12);
-      const dyv = values(xv.length, 13);
-      const results: Float32Array[][] = [];
-      for (const backend of ['cpu', 'wasm']) {
-        await tf.setBackend(backend);
-        expect(hasBatchNormKernels()).toBe(backend === 'wasm');
-        const [x, g, b, dy] = [tf.tensor4d(xv, shape), tf.tensor1d(gv), tf.tensor1d(bv), tf.tensor4d(dyv, shape)];
-        let stats: tf.Tensor[] = [];
-        const f = (a: tf.Tensor, c: tf.Tensor, d: tf.Tensor) =>
-          tf.sum(tf.mul(batchNormTraining(a as tf.Tensor4D, c as tf.Tensor1D, d as tf.Tensor1D, (m, v) => (stats = [tf.keep(m.clone()), tf.keep(v.clone())])), dy));
-        const y = tf.tidy(() => batchNormTraining(x, g, b));
-        const grads = tf.grads(f)([x, g, b]);
-        const out = [y, ...stats, ...grads];
-        results.push(await Promise.all(out.map(async (t) => Float32Array.from(await t.data()))));
-        tf.dispose([x, g, b, dy, ...out]);
-      }
-      const names = ['y', 'mean', 'variance', 'dx', 'dgamma', 'dbeta'];
-      results[0].forEach((ref, i) => expect(relErr(results[1][i], ref), names[i]).toBeLessThan(1e-4));
+      const c = { shape, x: xv, gamma: gv, beta: bv, dy: values(xv.length, 13) };
+      const want = await batchNormOutputs('cpu', c, false);
+      const got = await batchNormOutputs('wasm', c, true);
+      want.forEach((ref, i) => expect(relErr(got[i], ref), BATCH_NORM_OUTPUTS[i]).toBeLessThan(1e-4));
     });
   }
 

@@ -2,15 +2,14 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { releaseEngine, selectBackend } from '../../src/engine/backend.js';
 import { hasAdamKernel } from '../../src/engine/kernels/adam-update.js';
-import { hasBatchNormKernels } from '../../src/engine/kernels/batch-norm-kernels.js';
 import { resizeBilinearGradHost } from '../../src/engine/kernels/resize-bilinear-grad.js';
-import { batchNormTraining } from '../../src/model/layers.js';
 import { Adam } from '../../src/train/adam.js';
 import { randomBatch } from '../../src/train/bench-train.js';
 import { computeGradients, finishStep, readLosses } from '../../src/train/step.js';
 import { SlferModel } from '../../src/model/slfer.js';
 import { Rng } from '../../src/util/rng.js';
 import { expectStepMatchesCpu } from '../helpers/full-step.js';
+import { BATCH_NORM_OUTPUTS, batchNormOutputs } from '../helpers/batch-norm.js';
 import { relErr } from '../helpers/numeric.js';
 
 // slfer-dist's WGSL kernels, run by Dawn (npm "webgpu") on whatever adapter it finds: Mesa 25's
@@ -114,23 +113,10 @@ describe.runIf(available)('webgpu kernels', () => {
       const xv = Float32Array.from({ length: n }, (_, i) => rng.normal() + 100 * ((i % C) - C / 2));
       const gv = Float32Array.from({ length: C }, () => rng.normal());
       const bv = Float32Array.from({ length: C }, () => rng.normal());
-      const dyv = Float32Array.from({ length: n }, () => rng.normal());
-      const results: Float32Array[][] = [];
-      for (const backend of ['cpu', 'webgpu']) {
-        await tf.setBackend(backend);
-        expect(hasBatchNormKernels()).toBe(backend === 'webgpu');
-        const [x, g, b, dy] = [tf.tensor4d(xv, shape), tf.tensor1d(gv), tf.tensor1d(bv), tf.tensor4d(dyv, shape)];
-        let stats: tf.Tensor[] = [];
-        const f = (a: tf.Tensor, c: tf.Tensor, d: tf.Tensor) =>
-          tf.sum(tf.mul(batchNormTraining(a as tf.Tensor4D, c as tf.Tensor1D, d as tf.Tensor1D, (m, v) => (stats = [tf.keep(m.clone()), tf.keep(v.clone())])), dy));
-        const y = tf.tidy(() => batchNormTraining(x, g, b));
-        const grads = tf.grads(f)([x, g, b]);
-        const out = [y, ...stats, ...grads];
-        results.push(await Promise.all(out.map(async (t) => Float32Array.from(await t.data()))));
-        tf.dispose([x, g, b, dy, ...out]);
-      }
-      const names = ['y', 'mean', 'variance', 'dx', 'dgamma', 'dbeta'];
-      results[0].forEach((ref, i) => expect(relErr(results[1][i], ref), names[i]).toBeLessThan(1e-4));
+      const c = { shape, x: xv, gamma: gv, beta: bv, dy: Float32Array.from({ length: n }, () => rng.normal()) };
+      const want = await batchNormOutputs('cpu', c, false);
+      const got = await batchNormOutputs('webgpu', c, true);
+      want.forEach((ref, i) => expect(relErr(got[i], ref), BATCH_NORM_OUTPUTS[i]).toBeLessThan(1e-4));
     });
   }
 

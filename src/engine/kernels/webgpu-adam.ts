@@ -1,6 +1,6 @@
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import { ADAM_UPDATE, type AdamUpdateAttrs } from './adam-update.js';
-import type { WebgpuBackend, WebgpuUniform, WebgpuUtil } from './webgpu-program.js';
+import { FlatProgram, type WebgpuBackend, type WebgpuUniform, type WebgpuUtil } from './webgpu-program.js';
 
 /**
  * Adam for webgpu (adam-update.ts) in three elementwise dispatches, m', v', then p' from them,
@@ -10,26 +10,14 @@ import type { WebgpuBackend, WebgpuUniform, WebgpuUtil } from './webgpu-program.
  */
 type Which = 'm' | 'v' | 'p';
 
-class AdamProgram {
-  variableNames: string[];
-  uniforms = 'beta1 : f32, beta2 : f32, rest1 : f32, rest2 : f32, epsilon : f32, c2 : f32, stepSize : f32,';
-  workgroupSize: [number, number, number] = [256, 1, 1];
-  size = true;
-  outputShape: number[];
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  shaderKey: string;
-
+class AdamProgram extends FlatProgram {
   constructor(
     private readonly which: Which,
     shape: number[],
     util: WebgpuUtil,
   ) {
-    this.variableNames = which === 'm' ? ['m', 'g'] : which === 'v' ? ['v', 'g'] : ['p', 'm', 'v'];
-    this.outputShape = shape;
-    this.dispatchLayout = util.flatDispatchLayout(shape);
-    this.dispatch = util.computeDispatch(this.dispatchLayout, shape, this.workgroupSize);
-    this.shaderKey = `slferAdam_${which}`;
+    const inputs = which === 'm' ? ['m', 'g'] : which === 'v' ? ['v', 'g'] : ['p', 'm', 'v'];
+    super(inputs, shape, `slferAdam_${which}`, 'beta1 : f32, beta2 : f32, rest1 : f32, rest2 : f32, epsilon : f32, c2 : f32, stepSize : f32,', util, 256);
   }
 
   getUserCode(): string {

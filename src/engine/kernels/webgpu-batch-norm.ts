@@ -1,6 +1,6 @@
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import { BATCH_NORM_BACKWARD, BATCH_NORM_FORWARD } from './batch-norm-kernels.js';
-import type { WebgpuBackend, WebgpuUniform, WebgpuUtil } from './webgpu-program.js';
+import { FlatProgram, type WebgpuBackend, type WebgpuUniform, type WebgpuUtil } from './webgpu-program.js';
 
 /**
  * Training-mode batch norm for webgpu (the kernel pair of batch-norm-kernels.ts). tfjs's path is
@@ -92,26 +92,13 @@ class PartialSumsProgram {
  * One per-channel value from the partial sums, chosen by `which`:
  * forward 0 mean, 1 biased variance, 2 rstd; backward 0 Σdy, 1 Σdy·x̂.
  */
-class FinishProgram {
-  variableNames: string[];
-  uniforms = 'splits : i32, n : f32, eps : f32, which : i32,';
-  workgroupSize: [number, number, number] = [64, 1, 1];
-  size = true;
-  outputShape: number[];
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  shaderKey: string;
-
+class FinishProgram extends FlatProgram {
   constructor(
     private readonly backward: boolean,
     C: number,
     util: WebgpuUtil,
   ) {
-    this.variableNames = backward ? ['partial'] : ['partial', 'x'];
-    this.outputShape = [C];
-    this.dispatchLayout = util.flatDispatchLayout([C]);
-    this.dispatch = util.computeDispatch(this.dispatchLayout, [C], this.workgroupSize);
-    this.shaderKey = `slferBatchNormFinish_${backward}`;
+    super(backward ? ['partial'] : ['partial', 'x'], [C], `slferBatchNormFinish_${backward}`, 'splits : i32, n : f32, eps : f32, which : i32,', util);
   }
 
   getUserCode(): string {
@@ -139,26 +126,14 @@ class FinishProgram {
 }
 
 /** y = (x − mean)·rstd·gamma + beta, or dx = gamma·rstd·(dy − Σdy/n − x̂·Σdy·x̂/n). */
-class ApplyProgram {
-  variableNames: string[];
-  uniforms = 'C : i32, n : f32,';
-  workgroupSize: [number, number, number] = [256, 1, 1];
-  size = true;
-  outputShape: number[];
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  shaderKey: string;
-
+class ApplyProgram extends FlatProgram {
   constructor(
     private readonly backward: boolean,
     shape: number[],
     util: WebgpuUtil,
   ) {
-    this.variableNames = backward ? ['dy', 'x', 'mean', 'rstd', 'gamma', 'sumDy', 'sumDyXhat'] : ['x', 'mean', 'rstd', 'gamma', 'beta'];
-    this.outputShape = shape;
-    this.dispatchLayout = util.flatDispatchLayout(shape);
-    this.dispatch = util.computeDispatch(this.dispatchLayout, shape, this.workgroupSize);
-    this.shaderKey = `slferBatchNormApply_${backward}`;
+    const inputs = backward ? ['dy', 'x', 'mean', 'rstd', 'gamma', 'sumDy', 'sumDyXhat'] : ['x', 'mean', 'rstd', 'gamma', 'beta'];
+    super(inputs, shape, `slferBatchNormApply_${backward}`, 'C : i32, n : f32,', util, 256);
   }
 
   getUserCode(): string {

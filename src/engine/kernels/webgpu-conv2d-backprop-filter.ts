@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Conv2DBackpropFilterAttrs, KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
-import type { WebgpuBackend, WebgpuUtil } from './webgpu-program.js';
+import { FlatProgram, type WebgpuBackend, type WebgpuUtil } from './webgpu-program.js';
 
 /**
  * Conv2DBackpropFilter for webgpu as one implicit-im2col matrix product with split-K:
@@ -150,20 +150,9 @@ class FilterGradProgram {
 }
 
 /** dW = Σ over slices of the partial products: one thread per dW element, reading down the slices. */
-class SumSlicesProgram {
-  variableNames = ['partial'];
-  uniforms = 'splits : i32,';
-  workgroupSize: [number, number, number] = [256, 1, 1];
-  size = true;
-  outputShape: number[];
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  shaderKey = 'slferSumSlices';
-
+class SumSlicesProgram extends FlatProgram {
   constructor(outputShape: number[], util: WebgpuUtil) {
-    this.outputShape = outputShape;
-    this.dispatchLayout = util.flatDispatchLayout(outputShape);
-    this.dispatch = util.computeDispatch(this.dispatchLayout, outputShape, this.workgroupSize);
+    super(['partial'], outputShape, 'slferSumSlices', 'splits : i32,', util, 256);
   }
 
   getUserCode(): string {

@@ -19,3 +19,30 @@ export interface WebgpuBackend {
   runWebGPUProgram(program: object, inputs: TensorInfo[], dtype: 'float32', uniforms?: WebgpuUniform[]): TensorInfo;
   disposeData(dataId: object): boolean;
 }
+
+/**
+ * A program with one thread per element of `outputShape` (tfjs's flat dispatch): its WGSL defines
+ * `fn main(index : i32)`, guarded by `index < uniforms.size`. Subclasses give the inputs, their own
+ * uniforms, a shader key and getUserCode().
+ */
+export abstract class FlatProgram {
+  readonly size = true;
+  readonly workgroupSize: [number, number, number];
+  readonly dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+
+  constructor(
+    readonly variableNames: string[],
+    readonly outputShape: number[],
+    public shaderKey: string,
+    readonly uniforms: string,
+    util: WebgpuUtil,
+    threads = 64,
+  ) {
+    this.workgroupSize = [threads, 1, 1];
+    this.dispatchLayout = util.flatDispatchLayout(outputShape);
+    this.dispatch = util.computeDispatch(this.dispatchLayout, outputShape, this.workgroupSize);
+  }
+
+  abstract getUserCode(): string;
+}

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, ResizeBilinearGradAttrs, TensorInfo } from '@tensorflow/tfjs';
-import type { WebgpuBackend, WebgpuUtil } from './webgpu-program.js';
+import { FlatProgram, type WebgpuBackend, type WebgpuUtil } from './webgpu-program.js';
 
 /**
  * ResizeBilinearGrad for webgpu that honours `halfPixelCenters`, as the host kernel does
@@ -9,20 +9,10 @@ import type { WebgpuBackend, WebgpuUtil } from './webgpu-program.js';
  * whose source rows and columns (same rule as the forward: top = max(0, ⌊f⌋), bottom =
  * min(n − 1, ⌈f⌉)) land on it.
  */
-class ResizeBilinearGradProgram {
-  variableNames = ['dy'];
-  uniforms = 'rowRatio : f32, colRatio : f32, invRowRatio : f32, invColRatio : f32, winHeight : i32, winWidth : i32, halfPixel : i32,';
-  workgroupSize: [number, number, number] = [64, 1, 1];
-  size = true;
-  outputShape: number[];
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  shaderKey = 'slferResizeBilinearGrad';
-
+class ResizeBilinearGradProgram extends FlatProgram {
   constructor(imageShape: number[], util: WebgpuUtil) {
-    this.outputShape = imageShape;
-    this.dispatchLayout = util.flatDispatchLayout(imageShape);
-    this.dispatch = util.computeDispatch(this.dispatchLayout, imageShape, this.workgroupSize);
+    const uniforms = 'rowRatio : f32, colRatio : f32, invRowRatio : f32, invColRatio : f32, winHeight : i32, winWidth : i32, halfPixel : i32,';
+    super(['dy'], imageShape, 'slferResizeBilinearGrad', uniforms, util);
   }
 
   getUserCode(): string {

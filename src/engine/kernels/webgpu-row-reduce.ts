@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
-import type { WebgpuBackend, WebgpuUtil } from './webgpu-program.js';
+import { FlatProgram, type WebgpuBackend, type WebgpuUtil } from './webgpu-program.js';
 
 /**
  * Sum and Max over a short innermost axis on webgpu: one thread per row. tfjs-backend-webgpu
@@ -13,26 +13,13 @@ const MAX_ROW = 64;
 
 type Op = 'Sum' | 'Max';
 
-class RowReduceProgram {
-  variableNames = ['x'];
-  uniforms = 'n : i32,';
-  workgroupSize: [number, number, number] = [64, 1, 1];
-  size = true;
-  outputShape: number[];
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  shaderKey: string;
-
+class RowReduceProgram extends FlatProgram {
   constructor(
     private readonly op: Op,
     outputShape: number[],
-    rows: number,
     util: WebgpuUtil,
   ) {
-    this.outputShape = outputShape;
-    this.dispatchLayout = util.flatDispatchLayout([rows]);
-    this.dispatch = util.computeDispatch(this.dispatchLayout, [rows], this.workgroupSize);
-    this.shaderKey = `slferRowReduce_${op}`;
+    super(['x'], outputShape, `slferRowReduce_${op}`, 'n : i32,', util);
   }
 
   getUserCode(): string {
@@ -71,7 +58,7 @@ function rowReduceKernel(op: Op, util: WebgpuUtil, fallback: KernelFunc | undefi
         return fallback(args);
       }
       const outShape = keepDims ? [...x.shape.slice(0, -1), 1] : x.shape.slice(0, -1);
-      const program = new RowReduceProgram(op, outShape, rows, util);
+      const program = new RowReduceProgram(op, outShape, util);
       return (args.backend as unknown as WebgpuBackend).runWebGPUProgram(program, [x], 'float32', [{ type: 'int32', data: [n] }]);
     },
   };
