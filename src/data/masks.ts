@@ -27,7 +27,7 @@ export function aggregateParts(mask19: Uint8Array, source = 'mask'): Uint8Array 
  * Ties go to the lower part index, so the vector depends only on the mask. Fewer than n parts
  * present: only those present are 1.
  */
-export function topNComponents(parts: Uint8Array, n: number, numParts = NUM_PARTS): Float32Array {
+export function topNComponents(parts: Uint8Array, n: number, numParts: number = NUM_PARTS): Float32Array {
   const counts = new Array<number>(numParts).fill(0);
   for (let i = 0; i < parts.length; i++) counts[parts[i]]++;
   const present = counts.map((c, part) => ({ c, part })).filter((e) => e.c > 0);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { assignGpus, gpuEnv, parseNvidiaSmi } from '../../cluster/gpus.js';
-import type { SlferError } from '../../src/errors.js';
+import { thrown } from '../helpers/thrown.js';
 
 // What `nvidia-smi --query-gpu=index,uuid,pci.bus_id,name --format=csv,noheader` prints on a
 // 4-GPU node (UUIDs made up in nvidia-smi's format).
@@ -10,15 +10,6 @@ const SMI = `0, GPU-1b2c3d4e-0000-1111-2222-333344445555, 00000000:18:00.0, NVID
 3, GPU-77777777-8888-9999-aaaa-bbbbccccdddd, 00000000:5D:00.0, NVIDIA H200
 `;
 const gpus = parseNvidiaSmi(SMI);
-const thrown = (f: () => unknown): SlferError => {
-  try {
-    f();
-  } catch (e) {
-    return e as SlferError;
-  }
-  throw new Error('expected an error');
-};
-
 describe('nvidia-smi output', () => {
   it('parses one GPU a line: index, UUID, PCI bus id and name', () => {
     expect(gpus).toHaveLength(4);

@@ -1,36 +1,20 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launch } from '../../cluster/coordinator.js';
 import { vkLayerDir, vkLayerEnv } from '../../src/engine/gpu-select.js';
 import type { SlferError } from '../../src/errors.js';
 import { syntheticDataset, tinyConfig } from '../helpers/synthetic.js';
+import { vkLayerSkipReason } from '../helpers/vk-layer-gate.js';
 
 // `launch --gpus` end to end on a machine without NVIDIA GPUs: an nvidia-smi stand-in on PATH lists
 // this machine's Vulkan device (lavapipe here) under its real Vulkan UUID, next to a GPU that does not
 // exist. The coordinator, the worker's engine and the layer are the real ones: the rank given the
-// real UUID must train on it, the rank given the other must stop with the typed error. Opt-in and
-// gated like the other webgpu tests (SLFER_WEBGPU_TESTS=1, SLFER_REQUIRE_WEBGPU=1).
+// real UUID must train on it, the rank given the other must stop with the typed error. Gated by
+// test/helpers/vk-layer-gate.ts.
 const ROOT = join(import.meta.dirname, '..', '..');
-const wanted = process.env.SLFER_WEBGPU_TESTS === '1' || process.env.SLFER_REQUIRE_WEBGPU === '1';
-const manifest = join(vkLayerDir(), 'VkLayer_SLFER_device_select.json');
-const dawnInstalled = (() => {
-  try {
-    createRequire(import.meta.url).resolve('webgpu');
-    return true;
-  } catch {
-    return false;
-  }
-})();
-const reason = !wanted
-  ? 'not requested (SLFER_WEBGPU_TESTS=1 runs these tests)'
-  : !existsSync(manifest)
-    ? `the Vulkan layer is not built (${manifest}; npm run build:native needs gcc and libvulkan-dev)`
-    : !dawnInstalled
-      ? 'the Dawn package "webgpu" is not installed'
-      : '';
+const reason = vkLayerSkipReason();
 
 it('the launch --gpus tests run wherever the webgpu engine is required', () => {
   if (process.env.SLFER_REQUIRE_WEBGPU === '1') expect(reason || 'ready').toBe('ready');

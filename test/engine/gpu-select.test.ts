@@ -1,20 +1,11 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { confirmGpuSelection, parseLayerReport, parseVkDevice, prepareGpuSelection, vkLayerDir, vkLayerEnv } from '../../src/engine/gpu-select.js';
-import type { SlferError } from '../../src/errors.js';
-
-const thrown = (f: () => unknown): SlferError => {
-  try {
-    f();
-  } catch (e) {
-    return e as SlferError;
-  }
-  throw new Error('expected an error');
-};
+import { thrown } from '../helpers/thrown.js';
+import { vkLayerSkipReason } from '../helpers/vk-layer-gate.js';
 
 describe('SLFER_VK_DEVICE', () => {
   it('reads uuid:, index: and pci: as the layer does', () => {
@@ -82,27 +73,10 @@ describe('SLFER_VK_DEVICE', () => {
 
 // The layer for real: native/slfer-vk-device-select.c, loaded by the system's Vulkan loader under
 // Dawn, on this machine's driver (Mesa 25's lavapipe on a CPU machine: one device, llvmpipe). Dawn
-// runs in child processes: it holds the process, and each must exit by itself, cleanly. Run like
-// the other webgpu tests when asked (SLFER_WEBGPU_TESTS=1: they need a Vulkan driver, which not every
-// machine has); SLFER_REQUIRE_WEBGPU=1, as CI sets, also fails the file when they cannot run.
+// runs in child processes: it holds the process, and each must exit by itself, cleanly. Gated by
+// test/helpers/vk-layer-gate.ts.
 const ROOT = join(import.meta.dirname, '..', '..');
-const manifest = join(vkLayerDir(), 'VkLayer_SLFER_device_select.json');
-const wanted = process.env.SLFER_WEBGPU_TESTS === '1' || process.env.SLFER_REQUIRE_WEBGPU === '1';
-const dawnInstalled = (() => {
-  try {
-    createRequire(import.meta.url).resolve('webgpu');
-    return true;
-  } catch {
-    return false;
-  }
-})();
-const reason = !wanted
-  ? 'not requested (SLFER_WEBGPU_TESTS=1 runs these tests)'
-  : !existsSync(manifest)
-    ? `the layer is not built (${manifest}; npm run build:native needs gcc and libvulkan-dev)`
-    : !dawnInstalled
-      ? 'the Dawn package "webgpu" is not installed'
-      : '';
+const reason = vkLayerSkipReason();
 
 it('the Vulkan layer tests run wherever the webgpu engine is required', () => {
   if (process.env.SLFER_REQUIRE_WEBGPU === '1') expect(reason || 'ready').toBe('ready');

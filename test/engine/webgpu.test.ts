@@ -85,7 +85,7 @@ describe.runIf(available)('webgpu kernels', () => {
     it(`Conv2DBackpropFilter (WGSL, split-K) equals cpu: x ${c.x.join('x')}, filter ${c.f.join('x')}, stride ${c.s}, pad ${JSON.stringify(c.pad)}`, async () => {
       const rng = new Rng(5);
       const xv = Float32Array.from({ length: c.x.reduce((a, b) => a * b) }, () => rng.normal());
-      const dyShape = tf.tidy(() => tf.conv2d(tf.zeros(c.x), tf.zeros(c.f), c.s, c.pad).shape);
+      const dyShape = tf.tidy(() => tf.conv2d(tf.zeros(c.x) as tf.Tensor4D, tf.zeros(c.f) as tf.Tensor4D, c.s, c.pad).shape);
       const dyv = Float32Array.from({ length: dyShape.reduce((a, b) => a * b) }, () => rng.normal());
       const on = async (backend: string) => {
         await tf.setBackend(backend);
