@@ -50,6 +50,8 @@ async function probeTensorflow(): Promise<Probe> {
   return { ok: false, reason: tried.join('; ') };
 }
 
+/** What the npm package `webgpu` (Dawn) exports. */
+type DawnModule = { create: (flags: string[]) => unknown; globals: object };
 type DawnAdapter = { info?: { description?: string; device?: string; type?: string } };
 type DawnGpu = { requestAdapter(o: object): Promise<DawnAdapter | null> };
 let dawnInstance: { gpu: DawnGpu; selection?: GpuSelection; selected?: string } | undefined;
@@ -61,7 +63,7 @@ let dawnInstance: { gpu: DawnGpu; selection?: GpuSelection; selected?: string } 
  * pending aborts the process (InstanceBase::ProcessEvents on a destroyed mutex; seen about one run
  * in six under CPU load when each probe created its own).
  */
-function dawnGpu(dawn: { create: (flags: string[]) => unknown; globals: object }): NonNullable<typeof dawnInstance> {
+function dawnGpu(dawn: DawnModule): NonNullable<typeof dawnInstance> {
   if (!dawnInstance) {
     const selection = prepareGpuSelection();
     Object.assign(globalThis, dawn.globals);
@@ -77,9 +79,9 @@ function dawnGpu(dawn: { create: (flags: string[]) => unknown; globals: object }
  * cannot be honoured this throws SLFER_GPU_SELECTION instead of falling back to another device.
  */
 async function probeWebgpu(requireHardware: boolean): Promise<Probe> {
-  let dawn: { create: (flags: string[]) => unknown; globals: object };
+  let dawn: DawnModule;
   try {
-    dawn = (await import('webgpu' as string)) as typeof dawn;
+    dawn = (await import('webgpu' as string)) as DawnModule;
   } catch (e) {
     return { ok: false, reason: notInstalled(e, 'webgpu') ? 'the Dawn package "webgpu" is not installed' : `"webgpu" failed to load: ${firstLine(e)}` };
   }

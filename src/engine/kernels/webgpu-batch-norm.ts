@@ -1,6 +1,6 @@
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import { BATCH_NORM_BACKWARD, BATCH_NORM_FORWARD } from './batch-norm-kernels.js';
-import { FlatProgram, type WebgpuBackend, type WebgpuUniform, type WebgpuUtil } from './webgpu-program.js';
+import { FlatProgram, planSlices, type WebgpuBackend, type WebgpuUniform, type WebgpuUtil } from './webgpu-program.js';
 
 /**
  * Training-mode batch norm for webgpu (the kernel pair of batch-norm-kernels.ts). tfjs's path is
@@ -16,11 +16,7 @@ const LANES = 4;
 const MIN_ROWS = 256;
 const TARGET_WORKGROUPS = 1024;
 
-function planRows(rows: number, C: number): { splits: number; chunk: number } {
-  const want = Math.max(1, Math.min(Math.ceil(TARGET_WORKGROUPS / Math.ceil(C / CH)), Math.floor(rows / MIN_ROWS)));
-  const chunk = Math.ceil(rows / want);
-  return { splits: Math.ceil(rows / chunk), chunk };
-}
+const planRows = (rows: number, C: number) => planSlices(rows, Math.ceil(C / CH), { target: TARGET_WORKGROUPS, minRows: MIN_ROWS });
 
 /**
  * Per-channel partial sums over one slice of rows: out[split, 0, c] and out[split, 1, c].

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Conv2DBackpropFilterAttrs, KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
-import { FlatProgram, type WebgpuBackend, type WebgpuUtil } from './webgpu-program.js';
+import { FlatProgram, planSlices, type WebgpuBackend, type WebgpuUtil } from './webgpu-program.js';
 
 /**
  * Conv2DBackpropFilter for webgpu as one implicit-im2col matrix product with split-K:
@@ -20,23 +20,8 @@ const TARGET_WORKGROUPS = 2048;
 const MIN_CHUNK = 256;
 
 /** Tile width along co: 64, or 16/32 for narrow layers, whose extra columns would be idle work. */
-export function tileCo(Co: number): number {
+function tileCo(Co: number): number {
   return Co <= 16 ? 16 : Co <= 32 ? 32 : 64;
-}
-
-export interface SplitPlan {
-  /** Number of m slices (1: the product writes dW directly). */
-  splits: number;
-  /** m rows per slice, a multiple of TILE_M. */
-  chunk: number;
-}
-
-/** How many slices of m to cut so that tiles × slices reaches TARGET_WORKGROUPS. */
-export function planSplits(M: number, K: number, Co: number): SplitPlan {
-  const tiles = Math.ceil(K / TILE_K) * Math.ceil(Co / tileCo(Co));
-  const want = Math.max(1, Math.min(Math.ceil(TARGET_WORKGROUPS / tiles), Math.floor(M / MIN_CHUNK)));
-  const chunk = Math.ceil(Math.ceil(M / want) / TILE_M) * TILE_M;
-  return { splits: Math.max(1, Math.ceil(M / chunk)), chunk };
 }
 
 class FilterGradProgram {
@@ -186,7 +171,9 @@ export function webgpuConv2dBackpropFilterKernel(util: WebgpuUtil, fallback: Ker
       const [KH, KW, Ci, Co] = filterShape;
       const K = KH * KW * Ci;
       const M = info.batchSize * info.outHeight * info.outWidth;
-      const { splits, chunk } = planSplits(M, K, Co);
+      // Slices of m, each a whole number of TILE_M steps (1 slice: the product writes dW directly).
+      const tiles = Math.ceil(K / TILE_K) * Math.ceil(Co / tileCo(Co));
+      const { splits, chunk } = planSlices(M, tiles, { target: TARGET_WORKGROUPS, minRows: MIN_CHUNK, align: TILE_M });
       const gpu = backend as unknown as WebgpuBackend;
       const uniforms = [
         { type: 'int32' as const, data: [M] },

@@ -20,6 +20,24 @@ export interface WebgpuBackend {
   disposeData(dataId: object): boolean;
 }
 
+export interface SlicePlan {
+  /** Number of slices (1: nothing to sum afterwards). */
+  splits: number;
+  /** Rows per slice, a multiple of `align`. */
+  chunk: number;
+}
+
+/**
+ * Cuts `rows` into slices for a reduction spread over workgroups, which a second pass then sums:
+ * as many as bring tiles × slices to `target` workgroups, none under `minRows` rows.
+ */
+export function planSlices(rows: number, tiles: number, o: { target: number; minRows: number; align?: number }): SlicePlan {
+  const align = o.align ?? 1;
+  const want = Math.max(1, Math.min(Math.ceil(o.target / tiles), Math.floor(rows / o.minRows)));
+  const chunk = Math.ceil(Math.ceil(rows / want) / align) * align;
+  return { splits: Math.max(1, Math.ceil(rows / chunk)), chunk };
+}
+
 /**
  * A program with one thread per element of `outputShape` (tfjs's flat dispatch): its WGSL defines
  * `fn main(index : i32)`, guarded by `index < uniforms.size`. Subclasses give the inputs, their own
