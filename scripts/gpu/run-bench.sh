@@ -37,7 +37,8 @@ T_OURS=${T_OURS:-150}       # start-up, shader compilation in the warm-up step, 
 T_PROFILE=${T_PROFILE:-120}
 T_TFJS=${T_TFJS:-60}         # tfjs's kernels took 2.4 s per step here; one step, or whatever fits
 TFJS_AB=${TFJS_AB:-1}        # 0 skips the comparison with tfjs's own kernels
-# 60+150+120+60(+60 tfjs)+60 plus setup fits BUDGET_S, so the after and bf16 peers still run
+# 60+150+120+60+60 plus setup fits BUDGET_S, so the after and bf16 peers still run; the tfjs-kernels
+# stage comes last and gets what is left of the budget (stage() caps it, or skips it under 15 s)
 mkdir -p "$OUT"
 : > "$OUT/stages.tsv"
 printf '{"size":%s,"batch":%s,"steps":%s,"warmup":%s,"width":%s,"peerSteps":%s,"peerDevice":"%s","budgetSeconds":%s}\n' \
