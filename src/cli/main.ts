@@ -13,7 +13,7 @@ import { launch } from '../../cluster/coordinator.js';
 import { benchScaling } from '../../cluster/bench/scaling.js';
 import { registerBenchAllReduce } from '../../cluster/bench/cli.js';
 import { benchTrain } from '../train/bench-train.js';
-import { packageRoot } from '../util/compiled-path.js';
+import { packageRoot } from '../util/package-root.js';
 import { progressReporter } from './progress.js';
 
 /** configs/ ships in the package root, beside dist/ (and beside .gpu/, the GPU-machine bundle). */

@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errors } from '../errors.js';
 
@@ -27,16 +26,3 @@ export function compiledSibling(importMetaUrl: string, basename: string): string
   return compiled;
 }
 
-/**
- * The package root: the nearest folder above a module with a package.json. The same from src/
- * (vitest), dist/src/ (built) and an esbuild bundle in .gpu/, where a fixed number of `..` is not.
- */
-export function packageRoot(importMetaUrl: string): string {
-  let dir = dirname(fileURLToPath(importMetaUrl));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error(`no package.json above ${fileURLToPath(importMetaUrl)}`);
-    dir = up;
-  }
-  return dir;
-}
