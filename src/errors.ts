@@ -11,6 +11,7 @@ export type SlferErrorCode =
   | 'SLFER_MASK_MISSING'
   | 'SLFER_IMAGE_UNREADABLE'
   | 'SLFER_ENGINE_UNAVAILABLE'
+  | 'SLFER_NATIVE_KERNEL'
   | 'SLFER_CHECKPOINT_NOT_FOUND'
   | 'SLFER_CHECKPOINT_CORRUPT'
   | 'SLFER_CHECKPOINT_MISMATCH'
@@ -77,6 +78,13 @@ export const errors = {
     new SlferError('SLFER_IMAGE_UNREADABLE', `cannot decode image ${path}: ${reason}`, 'check that the file exists and is a JPEG or PNG image'),
   engineUnavailable: (backend: string, reason: string, remedy: string) =>
     new SlferError('SLFER_ENGINE_UNAVAILABLE', `backend "${backend}" cannot be used: ${reason}`, remedy),
+  nativeKernel: (problem: string, cause?: unknown) =>
+    new SlferError(
+      'SLFER_NATIVE_KERNEL',
+      `native kernel refused its arguments: ${problem}`,
+      'this is a bug in slfer-dist, not in your data: report it with this message; meanwhile SLFER_NATIVE=off trains on the pure-wasm kernels',
+      { cause },
+    ),
   checkpointNotFound: (path: string) =>
     new SlferError(
       'SLFER_CHECKPOINT_NOT_FOUND',

@@ -2,7 +2,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { errors } from '../errors.js';
-import { packageRoot } from '../util/package-root.js';
+import { nativeBuildDir } from './native/build-dir.js';
 
 /**
  * Which GPU the webgpu engine opens. Dawn chooses an adapter only by name or power preference, and
@@ -42,7 +42,7 @@ export function parseVkDevice(value: string): VkDeviceSelector {
 
 /** The folder holding the layer and its manifest, as scripts/build-native.mjs writes them. */
 export function vkLayerDir(): string {
-  return join(packageRoot(import.meta.url), 'build', 'vk-layer');
+  return join(nativeBuildDir(), 'vk-layer');
 }
 
 const prepend = (entry: string, list: string | undefined, sep: string): string => {

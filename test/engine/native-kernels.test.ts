@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
+import { spawnSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { registerKernels, shippedKernel } from '../../src/engine/kernels/register.js';
 import { upsample2xGradHost } from '../../src/engine/kernels/resize-bilinear-grad.js';
@@ -42,6 +43,10 @@ const CASES: Case[] = [
   { x: [2, 12, 12, 3], k: 7, cout: 64, stride: 2, pad: 3 },
   { x: [2, 8, 8, 64], k: 1, cout: 128, stride: 2, pad: 0 },
   { x: [2, 12, 12, 32], k: 3, cout: 32, stride: 1, pad: 1 },
+  // Strided 1x1 on fewer channels than oneDNN's block, at odd batch sizes: the layer2 downsample of a
+  // width-0.125 model, whose filter gradient oneDNN's jit_1x1 got wrong (uxlfoundation/oneDNN#6035).
+  { x: [3, 16, 16, 8], k: 1, cout: 16, stride: 2, pad: 0 },
+  { x: [15, 8, 8, 4], k: 1, cout: 8, stride: 2, pad: 0 },
 ];
 
 describe.runIf(native.ok)('oneDNN convolutions on wasm', () => {
@@ -164,6 +169,29 @@ describe.runIf(native.ok)('oneDNN convolutions on wasm', () => {
       expect(relErr(got, ref)).toBeLessThan(1e-6);
     });
   }
+
+  it('a strided 1x1 filter gradient on fewer channels than the block, at odd batch sizes, leaves the process heap intact', () => {
+    // oneDNN's jit_1x1 backward-weights kernel wrote past its scratchpad here (glibc "corrupted
+    // double-linked list" some calls later, or SIGSEGV at the scratchpad's guard page). Run in a child,
+    // with allocations between calls, so a regression fails this test instead of killing the file.
+    const script = `
+      const { join } = require('node:path');
+      const n = require(join(process.env.SLFER_NATIVE_DIR || join(process.cwd(), 'build'), 'slfer-native.node'));
+      let kept = [];
+      for (const C of [4, 8, 12]) for (const N of [1, 3, 15, 17]) for (let rep = 0; rep < 20; rep++) {
+        const H = 16, OH = 8, OC = 16, xn = N * H * H * C, yn = N * OH * OH * OC, wn = C * OC;
+        const heap = new ArrayBuffer(4 * (xn + yn + wn));
+        new Float32Array(heap).fill(0.25);
+        n.conv(2, heap, Float64Array.from([0, xn, 0, 4 * xn, yn, 0, 4 * (xn + yn), wn, 0]), Int32Array.from([N, H, H, C, 1, 1, OC, OH, OH, 2, 2, 1, 1, 0, 0, 0, 0]));
+        const dw = new Float32Array(heap, 4 * (xn + yn), wn);
+        if (dw.some((v) => Math.abs(v - N * OH * OH / 16) > 1e-3)) throw new Error('wrong filter gradient for C=' + C + ' N=' + N + ': ' + dw[0]);
+        kept = Array.from({ length: 50 }, (_, i) => Buffer.alloc(64 + 24 * i));
+      }
+      console.log('ok', kept.length);`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect({ status: r.status, signal: r.signal, stderr: r.stderr.split('\n').slice(0, 3).join('\n') }).toEqual({ status: 0, signal: null, stderr: '' });
+    expect(r.stdout.trim()).toBe('ok 50');
+  });
 
   it('rejects NCHW with a message that says what to use', async () => {
     await tf.setBackend('wasm');

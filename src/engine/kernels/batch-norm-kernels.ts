@@ -24,9 +24,7 @@ export function nativeBatchNormKernels(native: NativeKernels): KernelConfig[] {
         const C = x.shape[3];
         const rows = x.shape[0] * x.shape[1] * x.shape[2];
         const outs = [heap.output(x.shape), heap.output([C]), heap.output([C]), heap.output([C])];
-        const at = heap.offset;
-        native.batchNormForward(heap.buffer(), at(x), at(gamma), at(beta), ...(outs.map(at) as [number, number, number, number]), rows, C, (attrs as { epsilon: number }).epsilon);
-        return outs;
+        return heap.fill(outs, () => native.batchNormForward(heap.buffer(), heap.describe(x, gamma, beta, ...outs), rows, C, (attrs as { epsilon: number }).epsilon));
       },
     },
     {
@@ -38,9 +36,7 @@ export function nativeBatchNormKernels(native: NativeKernels): KernelConfig[] {
         const C = x.shape[3];
         const rows = x.shape[0] * x.shape[1] * x.shape[2];
         const outs = [heap.output(x.shape), heap.output([C]), heap.output([C])];
-        const at = heap.offset;
-        native.batchNormBackward(heap.buffer(), at(dy), at(x), at(mean), at(rstd), at(gamma), ...(outs.map(at) as [number, number, number]), rows, C);
-        return outs;
+        return heap.fill(outs, () => native.batchNormBackward(heap.buffer(), heap.describe(dy, x, mean, rstd, gamma, ...outs), rows, C));
       },
     },
   ];

@@ -19,12 +19,10 @@ export const nativeMaxPoolGradKernel = (native: NativeKernels): KernelConfig => 
     const heap = wasmHeap(backend);
     const dx = heap.output(input.shape);
     if (tf.util.sizeFromShape(input.shape) === 0) return dx;
-    const at = heap.offset;
     const dims = Int32Array.from([
       c.batchSize, c.inHeight, c.inWidth, c.inChannels, c.outHeight, c.outWidth,
       c.strideHeight, c.strideWidth, c.effectiveFilterHeight, c.effectiveFilterWidth, c.padInfo.top, c.padInfo.left,
     ]); // prettier-ignore
-    native.maxPoolGrad(heap.buffer(), at(input), at(dy), at(dx), dims);
-    return dx;
+    return heap.fill(dx, () => native.maxPoolGrad(heap.buffer(), heap.describe(input, dy, dx), dims));
   },
 });

@@ -36,8 +36,7 @@ function run(native: NativeKernels, op: number, backend: unknown, a: TensorInfo,
     new Float32Array(heap.buffer(), heap.offset(out), tf.util.sizeFromShape(outShape)).fill(0);
     return out;
   }
-  native.conv(op as 0 | 1 | 2, heap.buffer(), heap.offset(a), heap.offset(b), heap.offset(out), dimsOf(c));
-  return out;
+  return heap.fill(out, () => native.conv(op as 0 | 1 | 2, heap.buffer(), heap.describe(a, b, out), dimsOf(c)));
 }
 
 export function onednnConvKernels(native: NativeKernels): KernelConfig[] {

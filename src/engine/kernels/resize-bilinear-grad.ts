@@ -136,7 +136,6 @@ export const nativeResizeBilinearGradKernel = (native: NativeKernels): KernelCon
     const heap = wasmHeap(args.backend);
     const out = heap.output(images.shape);
     if (b * h * w * c === 0) return out;
-    native.upsample2xGrad(heap.buffer(), heap.offset(dy), heap.offset(out), b, h, w, c);
-    return out;
+    return heap.fill(out, () => native.upsample2xGrad(heap.buffer(), heap.describe(dy, out), b, h, w, c));
   },
 });

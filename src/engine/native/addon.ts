@@ -1,27 +1,51 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { packageRoot } from '../../util/package-root.js';
+import { errors } from '../../errors.js';
+import { nativeBuildDir } from './build-dir.js';
 
-/** What build/slfer-native.node (native/slfer-native.c) exports. */
+/**
+ * What build/slfer-native.node (native/slfer-native.c) exports. Every kernel takes the wasm heap and,
+ * per tensor, (byte offset, element count, dtype) from WasmHeap.describe; it checks them against the
+ * shapes it is asked to compute and throws SLFER_NATIVE_KERNEL instead of touching memory outside.
+ */
 export interface NativeKernels {
   /**
-   * One convolution on tensors in `heap` at byte offsets a, b, out. op 0: forward (x, filter → y),
-   * 1: data gradient (dy, filter → dx), 2: filter gradient (x, dy → dfilter). dims: N H W C KH KW OC
-   * OH OW strideH strideW dilationH dilationW padTop padLeft padBottom padRight.
+   * One convolution. op 0: forward (x, filter → y), 1: data gradient (dy, filter → dx), 2: filter
+   * gradient (x, dy → dfilter); tensors in that order. dims: N H W C KH KW OC OH OW strideH strideW
+   * dilationH dilationW padTop padLeft padBottom padRight.
    */
-  conv(op: 0 | 1 | 2, heap: ArrayBuffer, a: number, b: number, out: number, dims: Int32Array): void;
-  /** Gradient of exact ×2 half-pixel bilinear upsampling: dy [B, 2h, 2w, C] at dyOffset → dx [B, h, w, C] at dxOffset. */
-  upsample2xGrad(heap: ArrayBuffer, dyOffset: number, dxOffset: number, batch: number, h: number, w: number, channels: number): void;
-  /** Training batch norm over rows = N·H·W of [rows, C] at byte offsets: x, gamma, beta → y, mean, variance, rstd. */
-  batchNormForward(heap: ArrayBuffer, x: number, gamma: number, beta: number, y: number, mean: number, variance: number, rstd: number, rows: number, channels: number, epsilon: number): void;
-  /** Its gradient: dy, x, mean, rstd, gamma → dx, dgamma, dbeta. */
-  batchNormBackward(heap: ArrayBuffer, dy: number, x: number, mean: number, rstd: number, gamma: number, dx: number, dgamma: number, dbeta: number, rows: number, channels: number): void;
-  /** Max-pool gradient (NHWC) at byte offsets x, dy → dx; dims: N H W C OH OW strideH strideW kh kw padTop padLeft. */
-  maxPoolGrad(heap: ArrayBuffer, x: number, dy: number, dx: number, dims: Int32Array): void;
+  conv(op: 0 | 1 | 2, heap: ArrayBuffer, tensors: Float64Array, dims: Int32Array): void;
+  /** Gradient of exact ×2 half-pixel bilinear upsampling: tensors dy [B, 2h, 2w, C], dx [B, h, w, C]. */
+  upsample2xGrad(heap: ArrayBuffer, tensors: Float64Array, batch: number, h: number, w: number, channels: number): void;
+  /** Training batch norm over rows = N·H·W of [rows, C]: tensors x, gamma, beta → y, mean, variance, rstd. */
+  batchNormForward(heap: ArrayBuffer, tensors: Float64Array, rows: number, channels: number, epsilon: number): void;
+  /** Its gradient: tensors dy, x, mean, rstd, gamma → dx, dgamma, dbeta. */
+  batchNormBackward(heap: ArrayBuffer, tensors: Float64Array, rows: number, channels: number): void;
+  /** Max-pool gradient (NHWC): tensors x, dy → dx; dims: N H W C OH OW strideH strideW kh kw padTop padLeft. */
+  maxPoolGrad(heap: ArrayBuffer, tensors: Float64Array, dims: Int32Array): void;
   setThreads(n: number): void;
   /** "oneDNN 2.6.3, 2 threads" */
   info(): string;
+}
+
+/** The addon's functions, each turning a refusal (code SLFER_NATIVE_KERNEL) into a SlferError. */
+function typedErrors(raw: NativeKernels): NativeKernels {
+  const wrapped: Record<string, unknown> = {};
+  // napi_define_properties makes them non-enumerable: Object.entries would see none.
+  for (const name of Object.getOwnPropertyNames(raw)) {
+    const fn = (raw as unknown as Record<string, (...a: unknown[]) => unknown>)[name];
+    if (typeof fn !== 'function') continue;
+    wrapped[name] = (...a: unknown[]) => {
+      try {
+        return fn(...a);
+      } catch (e) {
+        if ((e as { code?: string }).code === 'SLFER_NATIVE_KERNEL') throw errors.nativeKernel((e as Error).message, e);
+        throw e;
+      }
+    };
+  }
+  return wrapped as unknown as NativeKernels;
 }
 
 export type NativeStatus = { ok: true; kernels: NativeKernels; path: string } | { ok: false; reason: string };
@@ -35,12 +59,12 @@ let status: NativeStatus | undefined;
 export function loadNativeKernels(): NativeStatus {
   if (status) return status;
   if (process.env.SLFER_NATIVE === 'off') return (status = { ok: false, reason: 'SLFER_NATIVE=off' });
-  const path = join(packageRoot(import.meta.url), 'build', 'slfer-native.node');
+  const path = join(nativeBuildDir(), 'slfer-native.node');
   if (!existsSync(path)) {
     return (status = { ok: false, reason: `${path} is not built (needs a C compiler and oneDNN: apt-get install gcc libdnnl-dev; npm run build:native)` });
   }
   try {
-    const kernels = createRequire(import.meta.url)(path) as NativeKernels;
+    const kernels = typedErrors(createRequire(import.meta.url)(path) as NativeKernels);
     const threads = Number(process.env.OMP_NUM_THREADS);
     if (Number.isInteger(threads) && threads > 0) kernels.setThreads(threads);
     return (status = { ok: true, kernels, path });
