@@ -3,32 +3,38 @@
  * a message in the user's terms, and `hint`, what to do next. Made only through the factories below,
  * so codes and wording stay in one place.
  */
-export type SlferErrorCode =
-  | 'SLFER_CONFIG_INVALID'
-  | 'SLFER_CONFIG_NOT_FOUND'
-  | 'SLFER_DATASET_NOT_FOUND'
-  | 'SLFER_LABEL_INVALID'
-  | 'SLFER_MASK_MISSING'
-  | 'SLFER_IMAGE_UNREADABLE'
-  | 'SLFER_ENGINE_UNAVAILABLE'
-  | 'SLFER_NATIVE_KERNEL'
-  | 'SLFER_CHECKPOINT_NOT_FOUND'
-  | 'SLFER_CHECKPOINT_CORRUPT'
-  | 'SLFER_CHECKPOINT_MISMATCH'
-  | 'SLFER_INVALID_ARGUMENT'
-  | 'SLFER_ABORTED'
-  | 'SLFER_CLUSTER_PEER_TIMEOUT'
-  | 'SLFER_CLUSTER_PROTOCOL'
-  | 'SLFER_CLUSTER_RING_UNUSABLE'
-  | 'SLFER_CLUSTER_TRANSPORT'
-  | 'SLFER_CLUSTER_RANK_INVALID'
-  | 'SLFER_CLUSTER_RENDEZVOUS_TIMEOUT'
-  | 'SLFER_CLUSTER_BENCH_FAILED'
-  | 'SLFER_CLUSTER_WORKER_FAILED'
-  | 'SLFER_CLUSTER_HEARTBEAT_LOST'
-  | 'SLFER_CLUSTER_DIVERGED'
-  | 'SLFER_CLUSTER_DEVICES'
-  | 'SLFER_GPU_SELECTION';
+
+/** Every code a SlferError can carry (checked when an error arrives from another thread or process). */
+export const ERROR_CODES = [
+  'SLFER_CONFIG_INVALID',
+  'SLFER_CONFIG_NOT_FOUND',
+  'SLFER_DATASET_NOT_FOUND',
+  'SLFER_LABEL_INVALID',
+  'SLFER_MASK_MISSING',
+  'SLFER_MASK_INVALID',
+  'SLFER_IMAGE_UNREADABLE',
+  'SLFER_ENGINE_UNAVAILABLE',
+  'SLFER_NATIVE_KERNEL',
+  'SLFER_CHECKPOINT_NOT_FOUND',
+  'SLFER_CHECKPOINT_CORRUPT',
+  'SLFER_CHECKPOINT_MISMATCH',
+  'SLFER_INVALID_ARGUMENT',
+  'SLFER_ABORTED',
+  'SLFER_CLUSTER_PEER_TIMEOUT',
+  'SLFER_CLUSTER_PROTOCOL',
+  'SLFER_CLUSTER_RING_UNUSABLE',
+  'SLFER_CLUSTER_TRANSPORT',
+  'SLFER_CLUSTER_RANK_INVALID',
+  'SLFER_CLUSTER_RENDEZVOUS_TIMEOUT',
+  'SLFER_CLUSTER_BENCH_FAILED',
+  'SLFER_CLUSTER_WORKER_FAILED',
+  'SLFER_CLUSTER_HEARTBEAT_LOST',
+  'SLFER_CLUSTER_DIVERGED',
+  'SLFER_CLUSTER_DEVICES',
+  'SLFER_GPU_SELECTION',
+  'SLFER_INTERNAL',
+] as const;
+export type SlferErrorCode = (typeof ERROR_CODES)[number];
 
 export class SlferError extends Error {
   readonly code: SlferErrorCode;
@@ -46,6 +52,27 @@ export class SlferError extends Error {
 }
 
 export const isSlferError = (e: unknown): e is SlferError => e instanceof SlferError;
+
+/** An error as it crosses a thread or process boundary: plain data, rebuilt by fromWire. */
+export interface WireError {
+  code: SlferErrorCode;
+  message: string;
+  hint: string;
+}
+
+/** A SlferError as plain data; anything else as SLFER_INTERNAL with its stack, so nothing is lost. */
+export function toWire(e: unknown): WireError {
+  const s = isSlferError(e) ? e : errors.internal(e instanceof Error ? (e.stack ?? e.message) : String(e));
+  return { code: s.code, message: s.message, hint: s.hint };
+}
+
+/** The SlferError a WireError describes, checked on receipt: a malformed one is itself reported. */
+export function fromWire(w: unknown, from: string): SlferError {
+  const o = w as Partial<Record<keyof WireError, unknown>> | null;
+  const ok = typeof o === 'object' && o !== null && typeof o.message === 'string' && typeof o.hint === 'string' && (ERROR_CODES as readonly unknown[]).includes(o.code);
+  if (!ok) return errors.internal(`${from} reported an error in an unknown format: ${JSON.stringify(w)?.slice(0, 300)}`);
+  return new SlferError(o.code as SlferErrorCode, o.message as string, o.hint as string);
+}
 
 export const errors = {
   configInvalid: (where: string, field: string, problem: string) =>
@@ -74,6 +101,14 @@ export const errors = {
       `no semantic mask for ${imagePath}: expected ${maskPath}`,
       'generate face-parsing masks (see "Data layouts" in the README), train a variant without ST/CT (--variant baseline), or pass --skip-missing-masks',
     ),
+  maskInvalid: (path: string, problem: string) =>
+    new SlferError(
+      'SLFER_MASK_INVALID',
+      `mask ${path} ${problem}`,
+      'masks must be PNGs of BiSeNet class ids 0..18 (8- or 16-bit greyscale, or a palette PNG whose indices are the ids) with the aspect ratio of their image; regenerate this one or delete it and pass --skip-missing-masks (see "Data layouts" in the README)',
+    ),
+  internal: (detail: string) =>
+    new SlferError('SLFER_INTERNAL', `unexpected error: ${detail}`, 'this is a bug in slfer-dist: report it with this message and the command line'),
   imageUnreadable: (path: string, reason: string) =>
     new SlferError('SLFER_IMAGE_UNREADABLE', `cannot decode image ${path}: ${reason}`, 'check that the file exists and is a JPEG or PNG image'),
   engineUnavailable: (backend: string, reason: string, remedy: string) =>

@@ -1,12 +1,16 @@
 /**
  * Piscina worker task: decodes one batch of images (and masks) into the tensors the engine takes.
  * Runs in a worker thread, so it only gets plain data and returns plain data plus transferred
- * buffers. A file that cannot be used does not fail the batch: it is left out and listed.
+ * buffers. A file that cannot be read does not fail the batch: it is left out and listed. A mask
+ * that would train the wrong thing (mask-file.ts) fails it: the batch comes back as the error, in
+ * the one wire format errors cross boundaries in (errors.ts toWire), and the pipeline throws it.
  */
 import { existsSync } from 'node:fs';
 import sharp, { type OutputInfo } from 'sharp';
 import { move, transferableSymbol, valueSymbol } from 'piscina';
+import { errors, toWire, type WireError } from '../errors.js';
 import { applyCropFlip, type CropFlip } from './augment.js';
+import { MaskInvalid, MaskUnreadable, readMaskClasses } from './mask-file.js';
 import { aggregateParts, topNComponents } from './masks.js';
 import { NUM_PARTS } from './labels.js';
 import type { Batch, SkippedFile } from './types.js';
@@ -40,14 +44,19 @@ export interface DecodeTask {
 sharp.concurrency(1);
 sharp.cache(false);
 
-type Decoded = { rgb: Uint8Array; parts: Uint8Array | null } | { skipped: SkippedFile };
+type Decoded = { rgb: Uint8Array; parts: Uint8Array | null } | { skipped: SkippedFile } | { error: WireError };
 
-export default async function decodeBatch(task: DecodeTask): Promise<ReturnType<typeof move>> {
+/** What a decoding task sends back: the batch, or why the run must stop. */
+export type DecodeResult = Batch | { error: WireError };
+
+export default async function decodeBatch(task: DecodeTask): Promise<ReturnType<typeof move> | { error: WireError }> {
   const { items, inputSize: s, withMasks } = task;
   const decoded = await Promise.all(items.map((item) => decodeItem(item, task)));
+  const failed = decoded.find((d) => 'error' in d);
+  if (failed) return failed as { error: WireError };
   const kept = items.flatMap((item, i) => {
     const d = decoded[i];
-    return 'skipped' in d ? [] : [{ item, ...d }];
+    return 'rgb' in d ? [{ item, ...d }] : [];
   });
 
   const lut = normalisationTable(task.mean, task.std);
@@ -100,31 +109,35 @@ function normalisationTable(mean: Rgb, std: Rgb): Float32Array {
 
 async function decodeItem(item: DecodeItem, task: DecodeTask): Promise<Decoded> {
   const { resize, inputSize } = task;
-  let path = item.imagePath;
+  let rgb: Uint8Array;
+  let size: { width: number; height: number };
   try {
-    const image = await sharp(path)
-      .removeAlpha()
-      .toColourspace('srgb')
-      .resize(resize, resize, { fit: 'fill' })
-      .raw()
-      .toBuffer({ resolveWithObject: true });
+    const input = sharp(item.imagePath);
+    const meta = await input.metadata();
+    const image = await input.removeAlpha().toColourspace('srgb').resize(resize, resize, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
     checkRaw(image, resize, 3);
-    const rgb = applyCropFlip(image.data, 3, resize, resize, item.crop, inputSize);
-    if (!task.withMasks) return { rgb, parts: null };
+    rgb = applyCropFlip(image.data, 3, resize, resize, item.crop, inputSize);
+    size = { width: meta.width ?? 0, height: meta.height ?? 0 };
+  } catch (err) {
+    return { skipped: { path: item.imagePath, reason: reasonOf(item.imagePath, err) } };
+  }
+  if (!task.withMasks) return { rgb, parts: null };
 
-    if (item.maskPath === null) return { skipped: { path: item.imagePath, reason: 'no mask' } };
-    path = item.maskPath;
+  if (item.maskPath === null) return { skipped: { path: item.imagePath, reason: 'no mask' } };
+  const path = item.maskPath;
+  try {
+    const mask = await readMaskClasses(path, size);
     // Nearest neighbour: class indices must not be blended into other (meaningless) indices.
-    const mask = await sharp(path)
+    const resized = await sharp(mask.classes, { raw: { width: mask.width, height: mask.height, channels: 1 } })
       .resize(resize, resize, { fit: 'fill', kernel: 'nearest' })
-      .extractChannel(0)
+      .extractChannel(0) // libvips would otherwise write one grey channel out as sRGB
       .raw()
       .toBuffer({ resolveWithObject: true });
-    checkRaw(mask, resize, 1);
-    const parts = aggregateParts(applyCropFlip(mask.data, 1, resize, resize, item.crop, inputSize), path);
-    return { rgb, parts };
+    checkRaw(resized, resize, 1);
+    return { rgb, parts: aggregateParts(applyCropFlip(resized.data, 1, resize, resize, item.crop, inputSize), path) };
   } catch (err) {
-    return { skipped: { path, reason: reasonOf(path, err) } };
+    if (err instanceof MaskInvalid) return { error: toWire(errors.maskInvalid(path, err.message)) };
+    return { skipped: { path, reason: err instanceof MaskUnreadable ? err.message : reasonOf(path, err) } };
   }
 }
 

@@ -5,10 +5,10 @@
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Piscina } from 'piscina';
-import { errors } from '../errors.js';
+import { errors, fromWire } from '../errors.js';
 import { compiledSibling } from '../util/compiled-path.js';
 import { centerCrop, randomCropFlip } from './augment.js';
-import type { DecodeTask, Rgb } from './decode-task.js';
+import type { DecodeResult, DecodeTask, Rgb } from './decode-task.js';
 import type { Batch, Sample } from './types.js';
 
 /** ImageNet statistics, which the backbone's pretrained weights expect. */
@@ -40,7 +40,7 @@ export interface BatchOptions {
 }
 
 export class ImagePipeline {
-  private readonly pool: Piscina<DecodeTask, Batch>;
+  private readonly pool: Piscina<DecodeTask, DecodeResult>;
   private readonly prefetch: number;
   private readonly task: Omit<DecodeTask, 'items'>;
 
@@ -70,7 +70,7 @@ export class ImagePipeline {
   /**
    * The batches of `order` (indices into `samples`), in order. A batch holds fewer than batchSize
    * samples when some of its files were skipped (listed in batch.skipped), and none at all when
-   * every one was. Stopping early (break, return, throw) lets the decoding tasks already submitted
+   * every one was. A mask that must not be used (SLFER_MASK_INVALID) throws when its batch's turn comes. Stopping early (break, return, throw) lets the decoding tasks already submitted
    * finish: at most `prefetch` batches, cheaper than aborting, which would kill their threads.
    */
   async *batches(samples: Sample[], order: Int32Array, opts: BatchOptions): AsyncGenerator<Batch> {
@@ -111,7 +111,10 @@ export class ImagePipeline {
       const crop = opts.train ? randomCropFlip(opts.seed, opts.epoch, index, resize, inputSize, opts.hflip) : centerCrop(resize, inputSize);
       return { id: s.id, imagePath: s.imagePath, maskPath: s.maskPath, label: s.label, crop };
     });
-    return this.pool.run({ ...this.task, items });
+    return this.pool.run({ ...this.task, items }).then((r) => {
+      if ('error' in r) throw fromWire(r.error, 'the image decoder');
+      return r;
+    });
   }
 
   /** Stops the decoding threads; pending batches reject. */

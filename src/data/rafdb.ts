@@ -29,6 +29,7 @@ export function readRafDb(root: string): DatasetSplits {
   const splits: DatasetSplits = { name: 'rafdb', root, train: [], test: [] };
   const firstLine = new Map<string, number>();
   readFileSync(labelFile, 'utf8')
+    .replace(/^\uFEFF/, '') // a byte-order mark, as Windows editors write one
     .split(/\r?\n/)
     .forEach((text, i) => {
       const line = i + 1;
