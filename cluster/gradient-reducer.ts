@@ -26,7 +26,7 @@ export class RingGradientReducer implements GradientReducer {
     );
   }
 
-  async reduce(grads: tf.Tensor[], batchSize: number): Promise<tf.Tensor[]> {
+  async reduce(grads: tf.Tensor[], batchSize: number): Promise<{ grads: tf.Tensor[]; samples: number }> {
     this.count[0] = batchSize;
     await this.ring.allReduce(this.count); // also where the ranks meet
     const total = this.count[0];
@@ -54,6 +54,6 @@ export class RingGradientReducer implements GradientReducer {
       // keep the array they are given, so they get their own copy.
       views(bucket, flat).forEach((part, k) => out.push(tf.tensor(backend.typedArrayFromHeap ? part : part.slice(), this.shapes[first + k], 'float32')));
     }
-    return out;
+    return { grads: out, samples: total };
   }
 }

@@ -47,7 +47,7 @@ rankMain<ScalingRankConfig, ScalingRankResult>(async (c) => {
     const r = computeGradients(model, batch, { lambdaSeg: 0.5, lambdaCls: 0.5, topN: 4 });
     await readLosses(r.losses);
     const tr = performance.now();
-    const grads = c.worldSize > 1 ? await reducer.reduce(r.grads, c.batch) : r.grads;
+    const grads = c.worldSize > 1 ? (await reducer.reduce(r.grads, c.batch)).grads : r.grads;
     const ta = performance.now();
     adam.apply(grads, 1e-4);
     for (const g of grads) g.dispose();

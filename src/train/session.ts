@@ -14,10 +14,11 @@ import { modelConfigOf } from './model-config.js';
 
 /**
  * Averages one step's gradients across workers, in place of the given tensors (which it disposes),
- * weighting each worker by its batch size. Single-process training has none.
+ * weighting each worker by its batch size; also says how many samples all workers used together.
+ * Single-process training has none.
  */
 export interface GradientReducer {
-  reduce(grads: tf.Tensor[], batchSize: number): Promise<tf.Tensor[]>;
+  reduce(grads: tf.Tensor[], batchSize: number): Promise<{ grads: tf.Tensor[]; samples: number }>;
 }
 
 export interface StepTiming {
@@ -127,15 +128,18 @@ export class TrainingSession {
       const usable = batch.size >= 2;
       const r = usable ? computeGradients(this.model, batch, this.config.loss) : undefined;
       let grads = r ? r.grads : this.model.store.params.map((p) => tf.zerosLike(p));
+      let samples = usable ? batch.size : 0;
       const l = r ? await readLosses(r.losses) : undefined;
       stats.computeMs += performance.now() - tc;
       if (opts.reducer) {
         const tr = performance.now();
-        grads = await opts.reducer.reduce(grads, usable ? batch.size : 0);
+        ({ grads, samples } = await opts.reducer.reduce(grads, samples));
         stats.reduceMs += performance.now() - tr;
       }
       const ta = performance.now();
-      this.adam.apply(grads, lr);
+      // No sample anywhere (every image of the step unreadable): no update at all, as if the batch
+      // had not been there; Adam on zero gradients would still move the weights by its momentum.
+      if (samples > 0) this.adam.apply(grads, lr);
       for (const g of grads) g.dispose();
       if (r) finishStep(this.model, r.bnStats);
       stats.computeMs += performance.now() - ta;

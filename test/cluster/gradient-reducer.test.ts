@@ -35,7 +35,9 @@ describe.each(['wasm', 'cpu'])('RingGradientReducer on %s', (backend) => {
       const before = tf.memory().numTensors;
       // A rank with no samples contributes a zero gradient (and weight 0).
       const grads = [0, 1].map((rank) => SHAPES.map((s, t) => tf.tensor(batches[rank] ? values(rank, t) : new Float32Array(sizes[t]), s)));
-      const out = await Promise.all([0, 1].map((rank) => reducers[rank].reduce(grads[rank], batches[rank])));
+      const reduced = await Promise.all([0, 1].map((rank) => reducers[rank].reduce(grads[rank], batches[rank])));
+      expect(reduced.map((r) => r.samples)).toEqual([b0 + b1, b0 + b1]);
+      const out = reduced.map((r) => r.grads);
       expect(grads.flat().every((g) => g.isDisposed)).toBe(true);
       expect(tf.memory().numTensors).toBe(before + 2 * SHAPES.length);
       for (let t = 0; t < SHAPES.length; t++) {
@@ -47,7 +49,7 @@ describe.each(['wasm', 'cpu'])('RingGradientReducer on %s', (backend) => {
       }
       // The buckets are reused: results handed out before must not change with the next reduce.
       const kept = Float32Array.from(out[0][0].dataSync());
-      const again = await Promise.all([0, 1].map((rank) => reducers[rank].reduce(SHAPES.map((s) => tf.fill(s, 100 + rank)), 1)));
+      const again = (await Promise.all([0, 1].map((rank) => reducers[rank].reduce(SHAPES.map((s) => tf.fill(s, 100 + rank)), 1)))).map((r) => r.grads);
       expect(Float32Array.from(out[0][0].dataSync())).toEqual(kept);
       tf.dispose([...out.flat(), ...again.flat()]);
     });
