@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { registerKernels, shippedKernel } from '../../src/engine/kernels/register.js';
 import { upsample2xGradHost } from '../../src/engine/kernels/resize-bilinear-grad.js';
@@ -18,6 +20,11 @@ const native = loadNativeKernels();
 it('the native kernels are built and load wherever they are required', () => {
   if (process.env.SLFER_REQUIRE_NATIVE === '1') expect(native.ok ? 'loaded' : native.reason).toBe('loaded');
   if (native.ok) expect(native.kernels.info()).toMatch(/^oneDNN \d+\.\d+\.\d+, \d+ threads?$/);
+  // npm run test:sanitize: the build under test is the sanitized one, with ASan's runtime in the process.
+  if (process.env.SLFER_SANITIZED === '1') {
+    expect(native.ok && native.path).toBe(join(process.env.SLFER_NATIVE_DIR!, 'slfer-native.node'));
+    expect(readFileSync('/proc/self/maps', 'utf8')).toMatch(/libasan\.so/);
+  }
 });
 
 
