@@ -9,6 +9,8 @@
 // With --optional (what `npm install` runs) a machine without a prerequisite gets one line per piece
 // saying what is missing and carries on; without it, a missing prerequisite is an error. Name a
 // piece (`kernels` or `vk-layer`) to build only that one. SLFER_NATIVE=off builds neither.
+// --sanitize builds them with AddressSanitizer and UndefinedBehaviorSanitizer into build/sanitize/
+// instead (npm run test:sanitize loads them from there, under libasan).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -17,6 +19,10 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const optional = process.argv.includes('--optional');
+const sanitize = process.argv.includes('--sanitize');
+const outDir = join(root, 'build', ...(sanitize ? ['sanitize'] : []));
+// Sanitized builds: debug info and frame pointers for readable reports; every UB check aborts.
+const optimise = sanitize ? ['-O1', '-g', '-fno-omit-frame-pointer', '-fsanitize=address,undefined', '-fno-sanitize-recover=all'] : ['-O2'];
 const named = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const cc = process.env.CC || 'cc';
 
@@ -68,9 +74,9 @@ const pieces = {
       if (!dnnlHeader && !dnnlRoot) {
         throw new Missing('oneDNN headers not found', 'Install oneDNN (apt-get install libdnnl-dev) or set DNNL_ROOT, then run `npm run build:native`.');
       }
-      const out = join(root, 'build', 'slfer-native.node');
+      const out = join(outDir, 'slfer-native.node');
       compile(out, [
-        '-O2',
+        ...optimise,
         '-std=c11',
         '-fPIC',
         '-shared',
@@ -97,11 +103,11 @@ const pieces = {
       if (!header) {
         throw new Missing('Vulkan headers (vulkan/vk_layer.h) not found', 'Install them (apt-get install libvulkan-dev) or set VULKAN_SDK, then run `npm run build:native`.');
       }
-      const dir = join(root, 'build', 'vk-layer');
+      const dir = join(outDir, 'vk-layer');
       const lib = 'libVkLayer_SLFER_device_select.so';
       // -Bsymbolic: the layer's own calls never bind to the loader's same-named vk* exports.
       compile(join(dir, lib), [
-        '-O2',
+        ...optimise,
         '-std=c11',
         '-fPIC',
         '-shared',
