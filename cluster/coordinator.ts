@@ -3,7 +3,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { mergeConfig, resolveConfig, type Config, type ConfigInput } from '../src/config.js';
-import { errors, SlferError, type SlferErrorCode } from '../src/errors.js';
+import { errors, fromWire, SlferError } from '../src/errors.js';
 import { loadCheckpoint } from '../src/train/checkpoint.js';
 import { ConfusionMatrix } from '../src/train/metrics.js';
 import { learningRate } from '../src/train/adam.js';
@@ -186,7 +186,10 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
     void receiveLoop(server, inbox, (m) => {
       const p = procs[m.rank];
       if (p) p.lastBeat = Date.now();
-      if (m.type === 'failed') failRun(new SlferError(m.code as SlferErrorCode, `worker rank ${m.rank}: ${m.message}`, m.hint || 'see the worker log above'));
+      if (m.type === 'failed') {
+        const e = fromWire(m.error, `worker rank ${m.rank}`);
+        failRun(new SlferError(e.code, `worker rank ${m.rank}: ${e.message}`, e.hint));
+      }
     });
     const ready = await orFail(inbox.fromAll('ready', worldSize));
     const backend = ready[0].backend;

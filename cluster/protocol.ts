@@ -1,4 +1,5 @@
 import { pack, unpack } from 'msgpackr';
+import type { WireError } from '../src/errors.js';
 
 /**
  * Control messages between the coordinator and its workers, after the rendezvous (see
@@ -27,7 +28,7 @@ export type WorkerMessage =
   | { type: 'progress'; rank: number; epoch: number; step: number; steps: number; loss: number; images: number }
   | ({ type: 'epoch-done'; rank: number; epoch: number } & EpochReport)
   | { type: 'checkpointed'; rank: number; epoch: number; path: string }
-  | { type: 'failed'; rank: number; code: string; message: string; hint: string };
+  | { type: 'failed'; rank: number; error: WireError };
 
 export type CoordinatorMessage =
   | { type: 'epoch'; epoch: number }

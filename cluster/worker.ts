@@ -5,7 +5,7 @@ import { Dealer } from 'zeromq';
 import { readFileSync } from 'node:fs';
 import { resolveConfig, type Config } from '../src/config.js';
 import { selectBackend } from '../src/engine/backend.js';
-import { isSlferError } from '../src/errors.js';
+import { isSlferError, toWire } from '../src/errors.js';
 import { loadCheckpoint, saveCheckpoint } from '../src/train/checkpoint.js';
 import { RUN_FILES } from '../src/train/run-files.js';
 import { TrainingSession } from '../src/train/session.js';
@@ -155,8 +155,8 @@ main()
     process.exit(0);
   })
   .catch(async (e: unknown) => {
-    const err = isSlferError(e) ? e : { code: 'SLFER_WORKER_FAILED', message: e instanceof Error ? (e.stack ?? e.message) : String(e), hint: '' };
-    process.stderr.write(`[rank ${rank}] ${isSlferError(e) ? e.format() : err.message}\n`);
-    await Promise.race([send({ type: 'failed', rank, code: err.code, message: err.message, hint: err.hint }), new Promise((r) => setTimeout(r, 1000))]);
+    const error = toWire(e);
+    process.stderr.write(`[rank ${rank}] ${isSlferError(e) ? e.format() : error.message}\n`);
+    await Promise.race([send({ type: 'failed', rank, error }), new Promise((r) => setTimeout(r, 1000))]);
     process.exit(1);
   });

@@ -2,7 +2,7 @@
  * One rank of the all-reduce benchmark, run as a child process by benchAllReduce(). Its config is
  * argv[2] (JSON); it reports to the parent over the fork IPC channel:
  *   { type: 'result', rank, samplesMs }  after all timed repetitions (every rank sends one)
- *   { type: 'error', rank, code, message, hint }  on any failure, then exits 1.
+ *   { type: 'error', rank, error: WireError }  on any failure, then exits 1.
  */
 import { errors } from '../../src/errors.js';
 import { fromHalf, toHalf } from '../collective/fp16.js';

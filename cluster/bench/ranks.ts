@@ -1,10 +1,10 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { errors, SlferError, type SlferErrorCode } from '../../src/errors.js';
+import { errors, fromWire, toWire, type WireError } from '../../src/errors.js';
 import { RING_EXEC_ARGV, ringProcessEnv } from '../collective/process-setup.js';
 import { RendezvousServer } from '../collective/rendezvous.js';
 
 /** What a benchmark rank sends its parent over the fork IPC channel. */
-export type RankMessage<R> = { type: 'result'; rank: number; result: R } | { type: 'error'; rank: number; code?: string; message: string; hint?: string };
+export type RankMessage<R> = { type: 'result'; rank: number; result: R } | { type: 'error'; rank: number; error: WireError };
 
 /**
  * Runs one benchmark process per rank: a rendezvous server for their ring, `entry` forked with
@@ -33,7 +33,10 @@ export async function runRanks<C, R>(entry: string, worldSize: number, configOf:
         );
         child.on('error', (e) => reject(errors.clusterBenchFailed(`rank ${rank} could not run`, e)));
         child.on('message', (m: RankMessage<R>) => {
-          if (m.type === 'error') reject(m.code ? new SlferError(m.code as SlferErrorCode, m.message, m.hint ?? '') : errors.clusterBenchFailed(`rank ${rank}: ${m.message}`));
+          if (m.type === 'error') {
+            const e = fromWire(m.error, `rank ${rank}`);
+            reject(e.code === 'SLFER_INTERNAL' ? errors.clusterBenchFailed(`rank ${rank}: ${m.error.message}`) : e);
+          }
           else {
             results.set(m.rank, m.result);
             if (results.size === worldSize) resolve();
@@ -67,8 +70,7 @@ export function rankMain<C, R>(main: (cfg: C) => Promise<R>): void {
       process.disconnect();
     },
     async (e: unknown) => {
-      const s = e instanceof SlferError ? { code: e.code, message: e.message, hint: e.hint } : { message: e instanceof Error ? (e.stack ?? e.message) : String(e) };
-      if (process.connected) await send({ type: 'error', rank: cfg.rank, ...s });
+      if (process.connected) await send({ type: 'error', rank: cfg.rank, error: toWire(e) });
       process.exit(1);
     },
   );

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { pack, unpack } from 'msgpackr';
 import { Dealer, Router } from 'zeromq';
-import { errors, SlferError, type SlferErrorCode } from '../../src/errors.js';
+import { errors, fromWire, SlferError, toWire, type WireError } from '../../src/errors.js';
 
 /**
  * Rendezvous: how N workers learn each other's ring endpoints. The coordinator binds a Router;
@@ -11,7 +11,7 @@ import { errors, SlferError, type SlferErrorCode } from '../../src/errors.js';
  * Control messages are one frame each, a msgpackr-encoded object with a `type` field:
  *   worker -> coordinator  { type: 'register', rank, worldSize, endpoint, pid, host }
  *   coordinator -> worker  { type: 'ring', endpoints: string[] }         (index = rank)
- *   coordinator -> worker  { type: 'error', code, message, hint }        (a SlferError, rethrown)
+ *   coordinator -> worker  { type: 'error', error: WireError }           (a SlferError, rethrown)
  * (Router frames are [routing id, payload]; a Dealer sends and receives just [payload].)
  * The Router stays open after the rendezvous, with no receive pending, and `registrations` holds
  * each rank's routing id: a coordinator can keep using it as its control channel with more types.
@@ -41,9 +41,7 @@ export interface RingMessage {
 }
 export interface ErrorMessage {
   type: 'error';
-  code: SlferErrorCode;
-  message: string;
-  hint: string;
+  error: WireError;
 }
 
 export const DEFAULT_RENDEZVOUS_TIMEOUT_MS = 60_000;
@@ -181,7 +179,7 @@ export class RendezvousServer {
 }
 
 function encodeError(err: SlferError): Buffer {
-  return pack({ type: 'error', code: err.code, message: err.message, hint: err.hint } satisfies ErrorMessage);
+  return pack({ type: 'error', error: toWire(err) } satisfies ErrorMessage);
 }
 
 export interface RendezvousOptions {
@@ -224,7 +222,7 @@ export async function rendezvous(coordinatorEndpoint: string, opts: RendezvousOp
       }
       throw errors.clusterTransport('register with the coordinator at', coordinatorEndpoint, e);
     }
-    if (reply.type === 'error') throw new SlferError(reply.code!, reply.message!, reply.hint!);
+    if (reply.type === 'error') throw fromWire(reply.error, 'the coordinator');
     if (reply.type !== 'ring' || !Array.isArray(reply.endpoints) || reply.endpoints.length !== opts.worldSize) {
       throw errors.clusterRankInvalid(`rank ${opts.rank}: unexpected answer from the coordinator: ${JSON.stringify(reply)}`);
     }
