@@ -8,7 +8,8 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 120_000,
     hookTimeout: 120_000,
-    // CI also writes machine-readable results, from which .ci/run prints its closing counts.
-    reporters: process.env.CI ? ['default', ['json', { outputFile: 'test-results.json' }]] : ['default'],
+    // CI also writes machine-readable results, from which .ci/run prints its closing counts
+    // (npm run test:sanitize names its own file).
+    reporters: process.env.CI ? ['default', ['json', { outputFile: process.env.SLFER_TEST_RESULTS || 'test-results.json' }]] : ['default'],
   },
 });

@@ -51,9 +51,10 @@ const env = {
   SLFER_NATIVE_DIR: sanitizeDir,
   SLFER_SANITIZED: '1',
   SLFER_REQUIRE_NATIVE: '1',
+  // Under CI, vitest.config.ts writes the results here instead of over npm test's.
+  SLFER_TEST_RESULTS: 'test-results-sanitize.json',
 };
-const reporters = process.env.CI ? ['--reporter=default', '--reporter=json', '--outputFile=test-results-sanitize.json'] : [];
 const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');
 console.log(`test:sanitize: ${FILES.length} test files with ${sanitizeDir} under ${libasan}`);
-const r = spawnSync(process.execPath, [vitest, 'run', ...reporters, ...FILES], { cwd: root, env, stdio: 'inherit' });
+const r = spawnSync(process.execPath, [vitest, 'run', ...FILES], { cwd: root, env, stdio: 'inherit' });
 process.exit(r.status ?? 1);
