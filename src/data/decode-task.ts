@@ -113,11 +113,12 @@ async function decodeItem(item: DecodeItem, task: DecodeTask): Promise<Decoded> 
   let size: { width: number; height: number };
   try {
     const input = sharp(item.imagePath);
-    const meta = await input.metadata();
+    // The stored size (header only), for checking the mask's shape against it.
+    const meta = task.withMasks ? await input.metadata() : undefined;
     const image = await input.removeAlpha().toColourspace('srgb').resize(resize, resize, { fit: 'fill' }).raw().toBuffer({ resolveWithObject: true });
     checkRaw(image, resize, 3);
     rgb = applyCropFlip(image.data, 3, resize, resize, item.crop, inputSize);
-    size = { width: meta.width ?? 0, height: meta.height ?? 0 };
+    size = { width: meta?.width ?? 0, height: meta?.height ?? 0 };
   } catch (err) {
     return { skipped: { path: item.imagePath, reason: reasonOf(item.imagePath, err) } };
   }
