@@ -70,8 +70,9 @@ export class ImagePipeline {
   /**
    * The batches of `order` (indices into `samples`), in order. A batch holds fewer than batchSize
    * samples when some of its files were skipped (listed in batch.skipped), and none at all when
-   * every one was. A mask that must not be used (SLFER_MASK_INVALID) throws when its batch's turn comes. Stopping early (break, return, throw) lets the decoding tasks already submitted
-   * finish: at most `prefetch` batches, cheaper than aborting, which would kill their threads.
+   * every one was. A mask that must not be used (SLFER_MASK_INVALID) throws when its batch's turn
+   * comes. Stopping early (break, return, throw) lets the decoding tasks already submitted finish:
+   * at most `prefetch` batches, cheaper than aborting, which would kill their threads.
    */
   async *batches(samples: Sample[], order: Int32Array, opts: BatchOptions): AsyncGenerator<Batch> {
     const { batchSize } = opts;
