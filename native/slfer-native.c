@@ -123,6 +123,7 @@ static int64_t count4(int64_t a, int64_t b, int64_t cc, int64_t d) {
 // Tensor i of the call, which the kernel will address as `want` float32 elements: its dtype, its
 // element count and its byte range, which must be 4-byte aligned and lie inside the heap.
 static float *tensor(Call *c, size_t i, const char *name, int64_t want) {
+  if (i >= c->n_tensors) return fail(c, "%s: no tensor %zu in a list of %zu", name, i, c->n_tensors), NULL;
   const double off = c->tensors[3 * i], n = c->tensors[3 * i + 1], dtype = c->tensors[3 * i + 2];
   if (dtype != DTYPE_FLOAT32) return fail(c, "%s has dtype code %g; this kernel takes float32 only", name, dtype), NULL;
   if (!(n >= 0 && n <= 9007199254740991.0) || n != floor(n)) return fail(c, "%s: element count %g is not a non-negative integer", name, n), NULL;
@@ -183,25 +184,21 @@ static int init_engine(void) {
 // One scratchpad serves every convolution (calls are serial). Each call gets the last `bytes` of it,
 // right below a PROT_NONE page, so a kernel that writes past its scratchpad faults at that write
 // instead of silently corrupting the process heap (see known_broken).
-static uint8_t *scratch_guard; // the guard page; accessible memory ends here
-static size_t scratch_cap;     // accessible bytes below the guard
-static void *scratch_map;
-static size_t scratch_map_len;
+static uint8_t *scratch_map; // the mapping: scratch_cap accessible bytes, then the guard page
+static size_t scratch_cap;
 
 static uint8_t *scratchpad(size_t bytes) {
-  const size_t need = (bytes + 63) / 64 * 64;
+  const size_t need = (bytes + 63) / 64 * 64, page = (size_t)sysconf(_SC_PAGESIZE);
   if (need > scratch_cap) {
-    const size_t page = (size_t)sysconf(_SC_PAGESIZE), usable = (need + page - 1) / page * page;
-    void *m = mmap(NULL, usable + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    const size_t usable = (need + page - 1) / page * page;
+    uint8_t *m = mmap(NULL, usable + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) return NULL;
-    if (mprotect((uint8_t *)m + usable, page, PROT_NONE) != 0) return munmap(m, usable + page), NULL;
-    if (scratch_map) munmap(scratch_map, scratch_map_len);
+    if (mprotect(m + usable, page, PROT_NONE) != 0) return munmap(m, usable + page), NULL;
+    if (scratch_map) munmap(scratch_map, scratch_cap + page);
     scratch_map = m;
-    scratch_map_len = usable + page;
-    scratch_guard = (uint8_t *)m + usable;
     scratch_cap = usable;
   }
-  return scratch_guard - need;
+  return scratch_map + scratch_cap - need;
 }
 
 // Implementations of oneDNN (2.6 up to at least 3.12) known to write outside their buffers for a
@@ -567,6 +564,14 @@ static int max_pool_grad(const float *x, const float *dy, float *dx, const int64
   return ok;
 }
 
+// argv[2], argv[3]: rows and channels of a [rows, C] batch-norm input; *big = rows * C.
+static int rows_and_channels(Call *c, int64_t *rows, int64_t *C, int64_t *big) {
+  if (!int_arg(c, 2, "rows", 1, MAX_DIM * MAX_DIM, rows) || !int_arg(c, 3, "channels", 1, MAX_DIM, C)) return 0;
+  snprintf(c->shape, sizeof c->shape, "x [%lld rows, %lld channels]", (long long)*rows, (long long)*C);
+  if (__builtin_mul_overflow(*rows, *C, big)) return fail(c, "rows x channels overflows");
+  return 1;
+}
+
 // upsample2xGrad(heap, tensors: Float64Array(6): dy [B, 2h, 2w, C], dx [B, h, w, C], B, h, w, C)
 static napi_value Upsample2xGrad(napi_env env, napi_callback_info info) {
   Call c = {.env = env, .kernel = "ResizeBilinearGrad (x2)"};
@@ -585,15 +590,11 @@ static napi_value Upsample2xGrad(napi_env env, napi_callback_info info) {
 // batchNormForward(heap, tensors: Float64Array(21): x, gamma, beta, y, mean, variance, rstd, rows, C, epsilon)
 static napi_value BatchNormForward(napi_env env, napi_callback_info info) {
   Call c = {.env = env, .kernel = "SlferBatchNormForward"};
-  int64_t rows, C;
+  int64_t rows, C, big;
   double eps;
-  if (!args(&c, info, 5) || !heap_and_tensors(&c, 0, 7) || !int_arg(&c, 2, "rows", 1, MAX_DIM * MAX_DIM, &rows) || !int_arg(&c, 3, "channels", 1, MAX_DIM, &C))
-    return NULL;
+  if (!args(&c, info, 5) || !heap_and_tensors(&c, 0, 7) || !rows_and_channels(&c, &rows, &C, &big)) return NULL;
   if (napi_get_value_double(env, c.argv[4], &eps) != napi_ok || !(eps >= 0 && eps < 1)) return fail(&c, "epsilon must be a number in [0, 1)"), NULL;
-  snprintf(c.shape, sizeof c.shape, "x [%lld rows, %lld channels]", (long long)rows, (long long)C);
   static const char *const names[7] = {"x", "gamma", "beta", "y", "mean", "variance", "rstd"};
-  int64_t big;
-  if (__builtin_mul_overflow(rows, C, &big)) return fail(&c, "rows x channels overflows"), NULL;
   float *p[7];
   for (int i = 0; i < 7; i++)
     if (!(p[i] = tensor(&c, i, names[i], i == 0 || i == 3 ? big : C))) return NULL;
@@ -604,13 +605,9 @@ static napi_value BatchNormForward(napi_env env, napi_callback_info info) {
 // batchNormBackward(heap, tensors: Float64Array(24): dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, C)
 static napi_value BatchNormBackward(napi_env env, napi_callback_info info) {
   Call c = {.env = env, .kernel = "SlferBatchNormBackward"};
-  int64_t rows, C;
-  if (!args(&c, info, 4) || !heap_and_tensors(&c, 0, 8) || !int_arg(&c, 2, "rows", 1, MAX_DIM * MAX_DIM, &rows) || !int_arg(&c, 3, "channels", 1, MAX_DIM, &C))
-    return NULL;
-  snprintf(c.shape, sizeof c.shape, "x [%lld rows, %lld channels]", (long long)rows, (long long)C);
+  int64_t rows, C, big;
+  if (!args(&c, info, 4) || !heap_and_tensors(&c, 0, 8) || !rows_and_channels(&c, &rows, &C, &big)) return NULL;
   static const char *const names[8] = {"dy", "x", "mean", "rstd", "gamma", "dx", "dgamma", "dbeta"};
-  int64_t big;
-  if (__builtin_mul_overflow(rows, C, &big)) return fail(&c, "rows x channels overflows"), NULL;
   float *p[8];
   for (int i = 0; i < 8; i++)
     if (!(p[i] = tensor(&c, i, names[i], i == 0 || i == 1 || i == 5 ? big : C))) return NULL;
