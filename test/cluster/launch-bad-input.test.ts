@@ -20,8 +20,8 @@ beforeAll(async () => {
 });
 afterAll(() => base?.remove());
 
-const tree = (name: string, make: BadInputCase['make']) => caseDataset(base.root, { name, kind: 'image', make, treatment: { kind: 'used' } }, 'launch');
-const config = (root: string) => configFor(root, 'wasm', { name: '', kind: 'image', make: async () => {}, treatment: { kind: 'used' } });
+const tree = (name: string, make: BadInputCase['make']) => caseDataset(base.root, { name, make }, 'launch');
+const config = (root: string) => configFor(root, 'wasm');
 const workersOfThisProcess = () =>
   spawnSync('pgrep', ['-a', '-P', String(process.pid)], { encoding: 'utf8' })
     .stdout.split('\n')

@@ -175,8 +175,8 @@ export async function baseDataset(train = TRAIN): Promise<{ root: string; remove
   return { root, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-/** A copy of the base tree with the case's change made, beside it. */
-export async function caseDataset(base: string, c: BadInputCase, tag: string): Promise<string> {
+/** A copy of the base tree with a change made (`make`, a case's), beside it. */
+export async function caseDataset(base: string, c: Pick<BadInputCase, 'name' | 'make'>, tag: string): Promise<string> {
   const root = join(base, '..', `${tag}-${c.name.replace(/[^a-z0-9]+/gi, '-')}`);
   rmSync(root, { recursive: true, force: true });
   cpSync(base, root, { recursive: true });
@@ -190,7 +190,7 @@ export function treatmentFor(c: BadInputCase, root: string): Treatment {
   return { ...c.treatment, files: firstBatch(root).map(image) };
 }
 
-export function configFor(root: string, backend: string, c: BadInputCase): ConfigInput {
+export function configFor(root: string, backend: string, c: Pick<BadInputCase, 'skipMissingMasks'> = {}): ConfigInput {
   return {
     data: { dataset: 'rafdb', root, resize: 72, threads: 1, skipMissingMasks: c.skipMissingMasks ?? false },
     model: { variant: 'proposed', width: 0.125, inputSize: 64 },
