@@ -18,6 +18,9 @@ export const ERROR_CODES = [
   'SLFER_CHECKPOINT_NOT_FOUND',
   'SLFER_CHECKPOINT_CORRUPT',
   'SLFER_CHECKPOINT_MISMATCH',
+  'SLFER_TORCH_FILE_INVALID',
+  'SLFER_TORCH_FILE_UNSAFE',
+  'SLFER_WEIGHTS_MISMATCH',
   'SLFER_INVALID_ARGUMENT',
   'SLFER_ABORTED',
   'SLFER_CLUSTER_PEER_TIMEOUT',
@@ -32,6 +35,9 @@ export const ERROR_CODES = [
   'SLFER_CLUSTER_DIVERGED',
   'SLFER_CLUSTER_DEVICES',
   'SLFER_GPU_SELECTION',
+  'SLFER_WEIGHTS_NOT_FOUND',
+  'SLFER_WEIGHTS_INVALID',
+  'SLFER_PARSE_METHOD_UNAVAILABLE',
   'SLFER_INTERNAL',
 ] as const;
 export type SlferErrorCode = (typeof ERROR_CODES)[number];
@@ -105,8 +111,22 @@ export const errors = {
     new SlferError(
       'SLFER_MASK_INVALID',
       `mask ${path} ${problem}`,
-      'masks must be PNGs of BiSeNet class ids 0..18 (8- or 16-bit greyscale, or a palette PNG whose indices are the ids) with the aspect ratio of their image; regenerate this one or delete it and pass --skip-missing-masks (see "Data layouts" in the README)',
+      'masks must be PNGs of BiSeNet class ids 0..18, or 255 for unknown (8- or 16-bit greyscale, or a palette PNG whose indices are the ids) with the aspect ratio of their image; regenerate this one or delete it and pass --skip-missing-masks (see "Data layouts" in the README)',
     ),
+  torchFileInvalid: (file: string, problem: string, cause?: unknown) =>
+    new SlferError(
+      'SLFER_TORCH_FILE_INVALID',
+      `${file} is not a readable PyTorch checkpoint: ${problem}`,
+      'check the download (size, SHA-256) or save it again with torch.save(model.state_dict(), path); zip (torch >= 1.6) and legacy files are both read',
+      { cause },
+    ),
+  torchFileUnsafe: (file: string, global: string) =>
+    new SlferError(
+      'SLFER_TORCH_FILE_UNSAFE',
+      `${file} asks to run the Python global ${global}, which a state dict never needs; it was not loaded`,
+      'a checkpoint is a program: load it in PyTorch only if you trust it, and save just its tensors with torch.save(model.state_dict(), path)',
+    ),
+  weightsMismatch: (file: string, problem: string, hint: string) => new SlferError('SLFER_WEIGHTS_MISMATCH', `${file}: ${problem}`, hint),
   internal: (detail: string) =>
     new SlferError('SLFER_INTERNAL', `unexpected error: ${detail}`, 'this is a bug in slfer-dist: report it with this message and the command line'),
   imageUnreadable: (path: string, reason: string) =>
@@ -242,4 +262,17 @@ export const errors = {
       `SLFER_VK_DEVICE=${value} matches ${choices.length ? `none of the Vulkan devices: ${choices.join('; ')}` : 'nothing: there is no Vulkan device'}`,
       choices.length ? 'set SLFER_VK_DEVICE to one of those (index:N or uuid:…), or unset it to let the engine choose' : 'install a Vulkan driver, or unset SLFER_VK_DEVICE',
     ),
+  weightsNotFound: (file: string, what: string, where: string) =>
+    new SlferError('SLFER_WEIGHTS_NOT_FOUND', `weights file ${file} not found (or not a file)`, `pass the path of ${what}; ${where}`),
+  /** The file holds a state dict, but not this network's: every missing, unused and misshapen key, listed. */
+  weightsDoNotFit: (file: string, model: string, problems: string[], total: number, expected: string) =>
+    new SlferError(
+      'SLFER_WEIGHTS_MISMATCH',
+      `weights file ${file} does not fit ${model}:\n    ${problems.join('\n    ')}${total > problems.length ? `\n    … and ${total - problems.length} more` : ''}`,
+      `pass ${expected}`,
+    ),
+  weightsInvalid: (file: string, key: string, problem: string) =>
+    new SlferError('SLFER_WEIGHTS_INVALID', `weights file ${file}: tensor "${key}" ${problem}`, 'the file is damaged or was saved from a diverged training run: download it again'),
+  parseMethodUnavailable: (method: string, reason: string, remedy: string) =>
+    new SlferError('SLFER_PARSE_METHOD_UNAVAILABLE', `parse method "${method}" is not available: ${reason}`, remedy),
 };
