@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { IMAGENET_MEAN, IMAGENET_STD } from './data/pipeline.js';
 import { BACKENDS } from './engine/backend.js';
 import { errors } from './errors.js';
 import { VARIANTS } from './model/config.js';
@@ -38,6 +39,13 @@ const DataSchema = z.strictObject({
   prefetch: positiveInt.optional(),
   /** Drop images without a mask instead of stopping, when ST or CT need masks. */
   skipMissingMasks: z.boolean().default(false),
+  /**
+   * Input normalisation, (pixel/255 - mean) / std per RGB channel: ImageNet's statistics, which
+   * torchvision-style pretrained weights expect. DREAM-style checkpoints were trained on [0, 1]
+   * inputs: mean [0, 0, 0], std [1, 1, 1].
+   */
+  mean: z.tuple([z.number(), z.number(), z.number()]).default(IMAGENET_MEAN),
+  std: z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]).default(IMAGENET_STD),
 });
 
 const ModelSchema = z.strictObject({
@@ -52,6 +60,12 @@ const ModelSchema = z.strictObject({
   seReduction: positiveInt.default(16),
   /** 'batch' (the paper) or 'frozen' (moving statistics only; see ModelConfig.batchNorm). */
   batchNorm: z.enum(['batch', 'frozen']).default('batch'),
+  /**
+   * A PyTorch ResNet18 checkpoint (torchvision names, e.g. MS-Celeb-1M's resnet18_msceleb.pth or
+   * DREAM's ijba_res18_naive.pth.tar) whose weights start the backbone; SE blocks and heads keep
+   * their initialisation. Width 1 only.
+   */
+  pretrained: z.string().min(1).optional(),
 });
 
 const LossSchema = z.strictObject({

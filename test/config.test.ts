@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { mergeConfig, readConfigFile, resolveConfig } from '../src/config.js';
 import { SlferError } from '../src/errors.js';
+import { pipelineOptionsOf } from '../src/train/model-config.js';
 
 const codeAndMessage = (f: () => unknown) => {
   try {
@@ -35,6 +36,16 @@ describe('config', () => {
     const f = codeAndMessage(() => resolveConfig({ model: { inputSize: 100 } }));
     expect(f.message).toContain('"model.inputSize"');
     expect(f.message).toContain('multiple of 32');
+  });
+
+  it('normalises inputs with ImageNet statistics unless told otherwise, and hands them to the pipeline', () => {
+    const c = resolveConfig({});
+    expect(c.data.mean).toEqual([0.485, 0.456, 0.406]);
+    expect(c.data.std).toEqual([0.229, 0.224, 0.225]);
+    const unit = resolveConfig({ data: { mean: [0, 0, 0], std: [1, 1, 1] } });
+    expect(pipelineOptionsOf(unit, { withMasks: false })).toMatchObject({ mean: [0, 0, 0], std: [1, 1, 1] });
+    expect(codeAndMessage(() => resolveConfig({ data: { std: [1, 0, 1] } }))).toMatchObject({ code: 'SLFER_CONFIG_INVALID', message: expect.stringContaining('"data.std.1"') });
+    expect(codeAndMessage(() => resolveConfig({ data: { mean: [0, 0] } })).message).toContain('"data.mean"');
   });
 
   it('lets later layers override earlier ones field by field', () => {

@@ -8,6 +8,7 @@ import { selectBackend, type BackendRequest } from '../engine/backend.js';
 import { errors } from '../errors.js';
 import { evaluateModel } from './evaluate-model.js';
 import { loadTrainedModel } from './load-model.js';
+import { pipelineOptionsOf } from './model-config.js';
 import { writeReport, type Report } from './run-files.js';
 import { prepareData } from './trainer.js';
 
@@ -33,7 +34,7 @@ export async function evaluate(options: EvaluateOptions): Promise<Report> {
     const config = resolveConfig(mergeConfig(trained, { data: options.data ?? {} }), 'evaluation config');
     // Evaluation needs no masks: the ST and CT heads do not run at test time.
     const { splits } = await prepareData({ ...config, model: { ...config.model, variant: 'baseline' } }, log);
-    const pipeline = new ImagePipeline({ threads: config.data.threads, resize: config.data.resize, inputSize: config.model.inputSize, withMasks: false, topN: config.loss.topN });
+    const pipeline = new ImagePipeline(pipelineOptionsOf(config, { withMasks: false }));
     try {
       const r = await evaluateModel(model, pipeline, splits.test, config.train.batchSize);
       const report: Report = {
@@ -75,7 +76,7 @@ export interface PredictOptions {
 export async function predict(options: PredictOptions): Promise<Prediction[]> {
   await selectBackend(options.backend ?? 'auto');
   const { model, config } = loadTrainedModel(options.checkpoint);
-  const pipeline = new ImagePipeline({ threads: 1, resize: config.data.resize, inputSize: config.model.inputSize, withMasks: false, topN: config.loss.topN });
+  const pipeline = new ImagePipeline(pipelineOptionsOf(config, { withMasks: false, threads: 1 }));
   const samples: Sample[] = options.images.map((p, i) => ({ id: `${i}:${basename(p)}`, imagePath: p, maskPath: null, expectedMaskPath: '', label: 0 }));
   const out: Prediction[] = [];
   try {

@@ -10,7 +10,7 @@ import { assertSameLayout, type TrainingState } from './checkpoint.js';
 import { evaluateModel } from './evaluate-model.js';
 import type { EvalResult } from './metrics.js';
 import { computeGradients, finishStep, readLosses } from './step.js';
-import { modelConfigOf } from './model-config.js';
+import { modelConfigOf, pipelineOptionsOf } from './model-config.js';
 
 /**
  * Averages one step's gradients across workers, in place of the given tensors (which it disposes),
@@ -66,14 +66,7 @@ export class TrainingSession {
   ) {
     this.model = new SlferModel(modelConfigOf(config), config.train.seed);
     this.adam = new Adam(this.model.store.params, config.train);
-    this.pipeline = new ImagePipeline({
-      threads: config.data.threads,
-      prefetch: config.data.prefetch,
-      resize: config.data.resize,
-      inputSize: config.model.inputSize,
-      withMasks: this.model.parts.st || this.model.parts.ct,
-      topN: config.loss.topN,
-    });
+    this.pipeline = new ImagePipeline(pipelineOptionsOf(config, { withMasks: this.model.parts.st || this.model.parts.ct, prefetch: config.data.prefetch }));
   }
 
   /** Steps every rank takes in one epoch. */
