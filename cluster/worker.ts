@@ -8,6 +8,7 @@ import { selectBackend } from '../src/engine/backend.js';
 import { isSlferError, toWire } from '../src/errors.js';
 import { loadCheckpoint, saveCheckpoint } from '../src/train/checkpoint.js';
 import { RUN_FILES } from '../src/train/run-files.js';
+import { formatPretrained, loadPretrained } from '../src/train/pretrained.js';
 import { TrainingSession } from '../src/train/session.js';
 import { prepareData, specsOf } from '../src/train/trainer.js';
 import { compiledSibling } from '../src/util/compiled-path.js';
@@ -56,6 +57,8 @@ async function main(): Promise<void> {
   const session = new TrainingSession(config, splits, rank, worldSize);
   const resume = process.env[ENV.resume];
   if (resume) session.restore(loadCheckpoint(resume));
+  // Rank 0 alone reads a pretrained backbone; the broadcast below gives it to the others.
+  else if (rank === 0 && config.model.pretrained) for (const line of formatPretrained(await loadPretrained(session.model, config.model.pretrained))) log(line);
   // Every rank starts from rank 0's weights, as DDP does at construction.
   await syncState(session, ring, 'broadcast');
   const reducer = new RingGradientReducer(

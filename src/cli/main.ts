@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { mergeConfig, readConfigFile, resolveConfig, type ConfigInput } from '../config.js';
 import { synthesize } from '../data/synth/synthesize.js';
@@ -47,13 +47,14 @@ interface TrainFlags {
   out?: string;
   resume?: string;
   skipMissingMasks?: boolean;
+  pretrained?: string;
 }
 
 /** Flags overlay the config file field by field; an unset flag leaves the file's value. */
 function flagsToConfig(f: TrainFlags): ConfigInput {
   return {
     data: { dataset: f.dataset, root: f.data, resize: f.resize, threads: f.threads, skipMissingMasks: f.skipMissingMasks },
-    model: { variant: f.variant, width: f.width, inputSize: f.inputSize },
+    model: { variant: f.variant, width: f.width, inputSize: f.inputSize, pretrained: f.pretrained },
     train: { epochs: f.epochs, batchSize: f.batchSize, lr: f.lr, seed: f.seed },
     engine: { backend: f.backend },
   };
@@ -93,6 +94,7 @@ function withTrainingOptions(cmd: Command): Command {
     .option('--seed <n>', 'seed for initialisation, order and augmentation', int('--seed'))
     .option('--threads <n>', 'image decoding threads (per worker with launch)', int('--threads'))
     .option('--skip-missing-masks', 'drop images without a semantic mask instead of stopping')
+    .option('--pretrained <file.pth>', 'start the backbone from a PyTorch ResNet18 checkpoint (torchvision names; e.g. resnet18_msceleb.pth)')
     .option('-o, --out <dir>', 'run folder (default runs/<timestamp>)')
     .option('--resume <dir>', 'continue a run from its last checkpoint (a run or checkpoint folder)');
 }
@@ -101,7 +103,10 @@ function withTrainingOptions(cmd: Command): Command {
 function configFromFlags(flags: TrainFlags, cmd: Command): ConfigInput {
   const fromFile = cmd.getOptionValueSource('config') === 'default' && !existsSync(flags.config!) ? {} : readConfigFile(flags.config!);
   resolveConfig(fromFile, flags.config);
-  return mergeConfig(fromFile, flagsToConfig(flags)) as ConfigInput;
+  const merged = mergeConfig(fromFile, flagsToConfig(flags)) as ConfigInput;
+  // Absolute, so launch's workers and a later --resume find it whatever their working folder.
+  if (merged.model?.pretrained) merged.model.pretrained = resolve(merged.model.pretrained);
+  return merged;
 }
 
 export function buildProgram(): Command {
@@ -231,6 +236,7 @@ export function buildProgram(): Command {
       const r = await synthesize({ out: f.out, train: f.train, test: f.test, size: f.size, seed: f.seed });
       process.stdout.write(`wrote ${r.train} train + ${r.test} test faces (${r.size}px, seed ${r.seed}) to ${r.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     });
+
 
   const bench = program.command('bench').description('benchmarks (commands, not tests)');
   registerBenchAllReduce(bench);

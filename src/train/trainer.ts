@@ -11,6 +11,7 @@ import { learningRate } from './adam.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import type { EvalResult } from './metrics.js';
 import { modelConfigOf } from './model-config.js';
+import { formatPretrained, loadPretrained } from './pretrained.js';
 import { appendMetrics, readMetrics, RUN_FILES, writeReport, writeRunConfig, type EpochMetrics, type Report } from './run-files.js';
 import { TrainingSession, type EpochStats } from './session.js';
 
@@ -79,6 +80,8 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
     startEpoch = resumed.epoch;
     best = Math.max(-1, ...readMetrics(runDir).filter((m) => m.epoch <= startEpoch).map((m) => m.testAccuracy));
     log(`resumed from ${resumed.path} after epoch ${startEpoch}`);
+  } else if (config.model.pretrained) {
+    for (const line of formatPretrained(await loadPretrained(model, config.model.pretrained))) log(line);
   }
   log(`model: SLFER ${config.model.variant}, width ${config.model.width}, ${config.model.inputSize}px, ${model.store.paramCount.toLocaleString('en-US')} parameters`);
   log(`data: ${splits.name} ${splits.train.length} train / ${splits.test.length} test images from ${splits.root}`);
