@@ -35,6 +35,7 @@ export const ERROR_CODES = [
   'SLFER_CLUSTER_DIVERGED',
   'SLFER_CLUSTER_DEVICES',
   'SLFER_GPU_SELECTION',
+  'SLFER_OPTIONAL_PACKAGE_MISSING',
   'SLFER_WEIGHTS_NOT_FOUND',
   'SLFER_WEIGHTS_INVALID',
   'SLFER_PARSE_METHOD_UNAVAILABLE',
@@ -127,6 +128,13 @@ export const errors = {
       'a checkpoint is a program: load it in PyTorch only if you trust it, and save just its tensors with torch.save(model.state_dict(), path)',
     ),
   weightsMismatch: (file: string, problem: string, hint: string) => new SlferError('SLFER_WEIGHTS_MISMATCH', `${file}: ${problem}`, hint),
+  /** An optional dependency (not installed by `npm ci --omit=optional`, or failed to install) that a feature needs. */
+  optionalPackageMissing: (pkg: string, version: string, feature: string, reason: string, alternative: string) =>
+    new SlferError(
+      'SLFER_OPTIONAL_PACKAGE_MISSING',
+      `${feature} needs the optional package ${pkg}, which cannot be loaded: ${reason}`,
+      `install it with \`npm install --save-exact ${pkg}@${version}\` (plain \`npm ci\` installs it unless optional dependencies are omitted), or ${alternative}`,
+    ),
   internal: (detail: string) =>
     new SlferError('SLFER_INTERNAL', `unexpected error: ${detail}`, 'this is a bug in slfer-dist: report it with this message and the command line'),
   imageUnreadable: (path: string, reason: string) =>

@@ -23,9 +23,19 @@ export const PARSING_CLASSES = [
   'nose', 'mouth', 'u_lip', 'l_lip', 'neck', 'neck_l', 'cloth', 'hair', 'hat',
 ] as const;
 
+/**
+ * A pixel no part could be assigned to, in a 19-class mask on disk (`parse --method landmarks`
+ * writes it where landmarks cannot tell hair, ears, neck, clothes and background apart). It passes
+ * through aggregation as UNKNOWN_PART; the ST loss and the CT counts leave such pixels out.
+ */
+export const UNKNOWN_CLASS = 255;
+
 /** The 8 facial parts SLFER's ST and CT predict (the paper's aggregation, as in SSPL's code). */
 export const PART_CLASSES = ['background', 'skin', 'eye', 'ear', 'nose', 'mouth', 'neck', 'hair'] as const;
 export const NUM_PARTS = PART_CLASSES.length;
+
+/** UNKNOWN_CLASS after aggregation: same value, so a mask keeps one meaning for "unknown" throughout. */
+export const UNKNOWN_PART = 255;
 
 /** PARSING_CLASSES index -> PART_CLASSES index. */
 export const PARSING_TO_PART: Readonly<Uint8Array> = Uint8Array.from([

@@ -4,14 +4,15 @@
  * Masks are decoded with fast-png, not with libvips: libvips expands a palette PNG into its colours
  * and scales 16-bit samples to 8 bits, and face-parsing tools save masks both ways (PIL's "P" mode
  * with the class ids as palette indices; 16-bit greyscale). Class ids are the palette indices, or the
- * grey values at any bit depth. What would silently train the wrong thing is refused with the file
- * named: a colour rendering of a mask (channels that differ), ids of 19 or more, a mask whose aspect
+ * grey values at any bit depth; UNKNOWN_CLASS (255) marks a pixel no part could be assigned to. What
+ * would silently train the wrong thing is refused with the file named: a colour rendering of a mask
+ * (channels that differ), ids of 19 or more other than 255, a mask whose aspect
  * ratio is not its image's (resizing cannot explain it). A file that is not a readable PNG is only
  * unreadable, like a broken image: the sample is skipped and listed.
  */
 import { readFile } from 'node:fs/promises';
 import { decode, type DecodedPng } from 'fast-png';
-import { PARSING_CLASSES } from './labels.js';
+import { PARSING_CLASSES, UNKNOWN_CLASS } from './labels.js';
 
 /** One class id per pixel, row-major. */
 export interface MaskClasses {
@@ -49,9 +50,9 @@ export async function readMaskClasses(path: string, image: { width: number; heig
   const ids = sampleValues(png);
   const classes = new Uint8Array(ids.length);
   for (let i = 0; i < ids.length; i++) {
-    if (ids[i] >= PARSING_CLASSES.length) {
+    if (ids[i] >= PARSING_CLASSES.length && ids[i] !== UNKNOWN_CLASS) {
       throw new MaskInvalid(
-        `holds the class id ${ids[i]} at pixel (${i % width}, ${Math.floor(i / width)}); face-parsing masks hold ids 0..${PARSING_CLASSES.length - 1}`,
+        `holds the class id ${ids[i]} at pixel (${i % width}, ${Math.floor(i / width)}); face-parsing masks hold ids 0..${PARSING_CLASSES.length - 1}, or ${UNKNOWN_CLASS} for unknown`,
       );
     }
     classes[i] = ids[i];
