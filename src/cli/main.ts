@@ -15,6 +15,7 @@ import { registerBenchAllReduce } from '../../cluster/bench/cli.js';
 import { benchTrain } from '../train/bench-train.js';
 import { packageRoot } from '../util/package-root.js';
 import { progressReporter } from './progress.js';
+import { registerParse } from '../parse/parse-command.js';
 
 /** configs/ ships in the package root, beside dist/ (and beside .gpu/, the GPU-machine bundle). */
 export const DEFAULT_CONFIG = join(packageRoot(import.meta.url), 'configs', 'synthetic.json');
@@ -237,6 +238,8 @@ export function buildProgram(): Command {
       process.stdout.write(`wrote ${r.train} train + ${r.test} test faces (${r.size}px, seed ${r.seed}) to ${r.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     });
 
+
+  registerParse(program);
 
   const bench = program.command('bench').description('benchmarks (commands, not tests)');
   registerBenchAllReduce(bench);

@@ -56,3 +56,37 @@ function clock(seconds: number): string {
   const s = Math.round(seconds);
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 }
+
+/**
+ * Progress over a count of items (parse's images), the same way: a redrawn bar with img/s and ETA
+ * on a TTY, a plain line at every tenth on a pipe. `note` is appended (e.g. counts so far).
+ */
+export function countProgress(stream: NodeJS.WriteStream = process.stderr, unit = 'img') {
+  const tty = stream.isTTY === true;
+  let lastPlain = -1;
+  let barShown = false;
+  return {
+    update(done: number, total: number, seconds: number, note = ''): void {
+      const rate = done / Math.max(seconds, 1e-9);
+      const eta = total > done && done > 0 ? ((total - done) * seconds) / done : 0;
+      const stats = `${rate.toFixed(2)} ${unit}/s  ETA ${clock(eta)}${note ? `  ${note}` : ''}`;
+      if (tty) {
+        const width = 24;
+        const filled = Math.round((width * done) / Math.max(total, 1));
+        stream.write(`\r\x1b[2K  [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}  ${stats}`);
+        barShown = true;
+        return;
+      }
+      const tenth = Math.floor((10 * done) / Math.max(total, 1));
+      if (tenth !== lastPlain && (tenth > 0 || done === 1)) {
+        lastPlain = tenth;
+        stream.write(`  ${done}/${total}  ${stats}\n`);
+      }
+    },
+    /** Clears the bar so the next line starts clean. */
+    end(): void {
+      if (barShown) stream.write('\r\x1b[2K');
+      barShown = false;
+    },
+  };
+}

@@ -282,8 +282,10 @@ function stripModulePrefix(sd: StateDict): StateDict {
 
 /** BiSeNet with the weights of a torch.save file (zip or legacy), on the current engine. */
 export async function readBiSeNet(file: string): Promise<BiSeNet> {
-  if (!existsSync(file) || !statSync(file).isFile()) {
-    throw errors.weightsNotFound(file, EXPECTED_FILE, 'or use --method landmarks, which needs no weights');
-  }
+  requireWeightsFile(file);
   return new BiSeNet(await readStateDict(file), file);
+}
+
+export function requireWeightsFile(file: string): void {
+  if (!existsSync(file) || !statSync(file).isFile()) throw errors.weightsNotFound(file, EXPECTED_FILE, 'or use --method landmarks, which needs no weights');
 }
