@@ -157,6 +157,6 @@ describe('masks in every encoding face-parsing tools write', () => {
     const path = write('id19.png', encode({ width: W, height: W, data: bad, channels: 1, depth: 8 }));
     const e = await decodeOne(at('rgb.png'), path).catch((x: unknown) => x);
     expect(isSlferError(e) && e.code).toBe('SLFER_MASK_INVALID');
-    expect((e as Error).message).toBe(`mask ${path} holds the class id 19 at pixel (7, 0); face-parsing masks hold ids 0..18`);
+    expect((e as Error).message).toBe(`mask ${path} holds the class id 19 at pixel (7, 0); face-parsing masks hold ids 0..18, or 255 for unknown`);
   });
 });
