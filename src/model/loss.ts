@@ -68,11 +68,14 @@ export function segmentationLoss(logits: tf.Tensor4D, masks: tf.Tensor3D): tf.Sc
   const [b, h, w, j] = logits.shape;
   const k = h * w;
   const labels = tf.reshape(masks, [b, k]);
-  const known = tf.cast(tf.notEqual(labels, UNKNOWN_PART), 'float32');
+  const isKnown = tf.notEqual(labels, UNKNOWN_PART);
+  // 1/0 by a select, not a cast: tfjs-backend-webgpu's bool-to-float cast keeps the bool storage,
+  // which slfer-dist's webgpu row sum then reads as zeros.
+  const known = tf.where(isKnown, tf.ones([b, k]), tf.zeros([b, k]));
   // K / max(K_b, 1): an image without a known pixel gets weight 0, not 0/0.
   const scale = tf.div(tf.scalar(k), tf.maximum(tf.sum(known, 1, true), 1));
   const weights = tf.reshape(tf.mul(known, scale), [b * k]);
-  const safeLabels = tf.reshape(tf.where(tf.cast(known, 'bool'), labels, tf.zerosLike(labels)), [b * k]);
+  const safeLabels = tf.reshape(tf.where(isKnown, labels, tf.zerosLike(labels)), [b * k]);
   const logp = tf.logSoftmax(tf.reshape(logits, [b * k, j]));
   const perPixel = tf.sum(tf.mul(tf.oneHot(tf.cast(safeLabels, 'int32'), j), logp), 1);
   return tf.neg(tf.mean(tf.mul(perPixel, weights))) as tf.Scalar;

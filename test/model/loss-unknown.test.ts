@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UNKNOWN_PART } from '../../src/data/labels.js';
+import { releaseEngine, selectBackend } from '../../src/engine/backend.js';
 import { jointLoss, segmentationLoss, softmaxCrossEntropy } from '../../src/model/loss.js';
 import { Rng } from '../../src/util/rng.js';
 
@@ -120,5 +121,35 @@ describe('ST loss with unknown pixels', () => {
       { lambdaSeg: 0.5, lambdaCls: 0.5, topN: 4 },
     );
     expect(terms.segmentation!.dataSync()[0]).toBe(segmentationLoss(logits, masks).dataSync()[0]);
+  });
+});
+
+// On webgpu (with slfer-dist's kernels) as on cpu: a bool-to-float cast there keeps its bool storage,
+// which the engine's row sum read as zeros; the loss must not depend on it. Run as the webgpu tests
+// are (SLFER_WEBGPU_TESTS=1 or SLFER_REQUIRE_WEBGPU=1: they need a Vulkan driver).
+describe.runIf(process.env.SLFER_WEBGPU_TESTS === '1' || process.env.SLFER_REQUIRE_WEBGPU === '1')('ST loss with unknown pixels on webgpu', () => {
+  beforeAll(async () => {
+    await selectBackend('webgpu');
+  });
+  afterAll(async () => {
+    await releaseEngine();
+    await tf.setBackend('cpu');
+  });
+
+  it('has the value and gradient it has on cpu', async () => {
+    const { raw } = batch(8, 2, 4, 4, (b, k) => (b === 0 ? k % 3 === 0 : k > 9));
+    const on = async (backend: string) => {
+      await tf.setBackend(backend);
+      const logits = tf.tensor4d(raw.logits, [2, 4, 4, J]);
+      const masks = tf.tensor3d(raw.labels, [2, 4, 4], 'int32');
+      const value = (await segmentationLoss(logits, masks).data())[0];
+      const grad = await tf.grad((x: tf.Tensor) => segmentationLoss(x as tf.Tensor4D, masks))(logits).data();
+      return { value, grad };
+    };
+    const gpu = await on('webgpu');
+    const cpu = await on('cpu');
+    expect(gpu.value).toBeCloseTo(cpu.value, 5);
+    expect(gpu.value).toBeCloseTo(expected(raw, 2, 16), 5);
+    cpu.grad.forEach((v, i) => expect(gpu.grad[i]).toBeCloseTo(v, 6));
   });
 });
