@@ -18,5 +18,5 @@ export { jointLoss, type LossConfig } from './model/loss.js';
 export { readRafDb } from './data/rafdb.js';
 export { readSfew } from './data/sfew.js';
 export { ImagePipeline } from './data/pipeline.js';
-export { EXPRESSIONS, PART_CLASSES, PARSING_CLASSES } from './data/labels.js';
+export { EXPRESSIONS, PART_CLASSES, PARSING_CLASSES, UNKNOWN_CLASS } from './data/labels.js';
 export { SlferError, isSlferError, type SlferErrorCode } from './errors.js';

@@ -26,7 +26,8 @@ export const PARSING_CLASSES = [
 /**
  * A pixel no part could be assigned to, in a 19-class mask on disk (`parse --method landmarks`
  * writes it where landmarks cannot tell hair, ears, neck, clothes and background apart). It passes
- * through aggregation as UNKNOWN_PART; the ST loss and the CT counts leave such pixels out.
+ * through aggregation as UNKNOWN_PART; the ST loss and the CT counts leave such pixels out. 255 is
+ * segmentation's usual ignore label (the default of face-parsing.PyTorch's losses too).
  */
 export const UNKNOWN_CLASS = 255;
 
