@@ -101,7 +101,7 @@ function describe(pkg: HumanPackage, threads: number): Record<string, unknown> {
       iris: 'MediaPipe Iris (refines the eyelid contours), models/iris',
       sha256: Object.fromEntries(MODEL_FILES.map((f) => [f, sha256(f)])),
     },
-    engine: `@tensorflow/tfjs-backend-wasm@${pkg.wasmVersion} (XNNPACK), one worker thread per model copy`,
+    engine: `@tensorflow/tfjs-backend-wasm@${pkg.wasmVersion} (XNNPACK) on ${threads} worker thread(s), each with its own copy of the models`,
     threads,
     input: 'images smaller than 300 px on their short side are enlarged (bilinear, integer factor) before detection; one face per image, the most confident',
     polygons:
