@@ -20,6 +20,7 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { requireWeightsFile } from './bisenet.js';
 import { checkInputSize, createBiSeNetMaker, DEFAULT_INPUT_SIZE } from './bisenet-maker.js';
 import type { MaskMaker } from './mask-maker.js';
+import { writePreview } from './preview.js';
 
 export const PARSE_METHODS = ['bisenet', 'landmarks'] as const;
 export type ParseMethod = (typeof PARSE_METHODS)[number];
@@ -57,7 +58,9 @@ export interface ParseResult {
   written: number;
   kept: number;
   skipped: SkippedFile[];
+  /** Labelling time, after the model was loaded (loadSeconds). */
   seconds: number;
+  loadSeconds: number;
   /** Stopped by the signal before the last image. */
   interrupted: boolean;
 }
@@ -142,32 +145,36 @@ export async function parse(o: ParseOptions): Promise<ParseResult> {
   const root = resolve(o.data);
   if (!existsSync(root)) throw errors.datasetNotFound(root, 'a RAF-DB or SFEW 2.0 dataset (see "Data layouts" in the README)');
   const dataset = o.dataset ?? guessDataset(root);
-  if (method === 'bisenet') {
-    if (!o.weights) {
-      throw errors.invalidArgument('--weights', 'BiSeNet needs its weights', "pass --weights 79999_iter.pth (face-parsing.PyTorch's, linked from its README), or use --method landmarks");
-    }
-    checkInputSize(o.inputSize ?? DEFAULT_INPUT_SIZE);
-    requireWeightsFile(o.weights);
-  }
+  if (method === 'bisenet') checkInputSize(o.inputSize ?? DEFAULT_INPUT_SIZE);
   const log = o.events?.log ?? (() => {});
   const splits = dataset === 'rafdb' ? readRafDb(root) : readSfew(root);
   const samples: Sample[] = [...splits.train, ...splits.test];
   const parseFile = parseFileOf(splits, dataset);
   const todo = o.overwrite ? samples : samples.filter((s) => !existsSync(s.expectedMaskPath));
   const kept = samples.length - todo.length;
-  const t0 = Date.now();
-  const result: ParseResult = { dataset, root, method, parseFile, images: samples.length, written: 0, kept, skipped: [], seconds: 0, interrupted: false };
+  const result: ParseResult = { dataset, root, method, parseFile, images: samples.length, written: 0, kept, skipped: [], seconds: 0, loadSeconds: 0, interrupted: false };
 
   if (todo.length === 0) {
     log(`all ${samples.length} masks are already there (--overwrite makes them again)`);
     return result;
+  }
+  // Weights are needed only when there is a mask to make (a rerun that only previews needs none).
+  if (method === 'bisenet') {
+    if (!o.weights) {
+      throw errors.invalidArgument('--weights', 'BiSeNet needs its weights', "pass --weights 79999_iter.pth (face-parsing.PyTorch's, linked from its README), or use --method landmarks");
+    }
+    requireWeightsFile(o.weights);
   }
   const previous = kept > 0 ? previousRun(parseFile) : null;
   if (previous && previous.method !== undefined && previous.method !== method) {
     log(`warning: keeping ${kept} masks that parse.json says were made with --method ${previous.method}; --overwrite remakes them all with ${method}`);
   }
   const startedAt = new Date().toISOString();
+  const loadStart = Date.now();
   const maker = await createMaker(method, o);
+  // Labelling time, from here: loading the model (weights, engine start) is reported apart.
+  const t0 = Date.now();
+  const loadSeconds = (result.loadSeconds = (t0 - loadStart) / 1000);
   try {
     const d = maker.description;
     const engine = d.engine ? ` on ${d.engine}${d.convolutions ? ` (convolutions: ${d.convolutions})` : ''}` : '';
@@ -220,6 +227,7 @@ export async function parse(o: ParseOptions): Promise<ParseResult> {
           root,
           startedAt,
           finishedAt: new Date().toISOString(),
+          loadSeconds: Number(loadSeconds.toFixed(3)),
           seconds: Number(result.seconds.toFixed(3)),
           imagesPerSecond: Number(((result.written + result.skipped.length) / Math.max(result.seconds, 1e-9)).toFixed(3)),
           complete: !result.interrupted,
@@ -252,6 +260,8 @@ interface ParseFlags {
   inputSize: number;
   backend: BackendRequest;
   threads?: number;
+  preview?: string;
+  previewCount: number;
 }
 
 /** `slfer-dist parse`: one call in the CLI's program builder. */
@@ -267,6 +277,8 @@ export function registerParse(program: Command): void {
     .option('--input-size <px>', 'side BiSeNet sees, a multiple of 32', int('--input-size'), DEFAULT_INPUT_SIZE)
     .addOption(new Option('--backend <name>', 'tfjs engine').choices([...BACKENDS]).default('auto'))
     .option('--threads <n>', "threads for the landmarks method's engine", int('--threads'))
+    .option('--preview <file.png>', 'also write a grid of a few images with their 19-class mask, 8-part aggregate and top-4 CT parts (as the paper\'s Fig. 5)')
+    .option('--preview-count <n>', 'images in the preview', int('--preview-count'), 6)
     .action(async (f: ParseFlags) => {
       const controller = new AbortController();
       const onSigint = () => {
@@ -277,8 +289,9 @@ export function registerParse(program: Command): void {
       process.on('SIGINT', onSigint);
       const bar = countProgress(process.stderr);
       try {
+        const { preview: _preview, previewCount: _count, ...options } = f;
         const r = await parse({
-          ...f,
+          ...options,
           signal: controller.signal,
           events: {
             log: (l) => {
@@ -299,6 +312,11 @@ export function registerParse(program: Command): void {
           if (r.skipped.length > 20) lines.push(`  … and ${r.skipped.length - 20} more (parse.json lists all)`);
         }
         if (r.written || r.skipped.length) lines.push(`parse.json: ${r.parseFile}`);
+        if (f.preview) {
+          const splits = r.dataset === 'rafdb' ? readRafDb(r.root) : readSfew(r.root);
+          const shown = await writePreview({ samples: [...splits.train, ...splits.test], file: f.preview, count: f.previewCount });
+          lines.push(shown ? `preview: ${f.preview} (${shown} images)` : 'preview: no image has a readable mask yet, so none was written');
+        }
         process.stdout.write(lines.join('\n') + '\n');
         if (r.interrupted) process.exitCode = 130;
       } finally {

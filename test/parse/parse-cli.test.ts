@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMaskClasses } from '../../src/data/mask-file.js';
 import { readRafDb } from '../../src/data/rafdb.js';
@@ -58,6 +59,15 @@ describe('slfer-dist parse (CLI)', () => {
       const mask = await readMaskClasses(s.maskPath!, { width: 100, height: 100 });
       expect([mask.width, mask.height]).toEqual([100, 100]);
     }
+  });
+
+  it('writes a preview grid of images with their masks with --preview', async () => {
+    const file = join(data.base, 'preview.png');
+    const r = cli(['parse', '--data', data.root, '--weights', BISENET_ZIP, '--preview', file, '--preview-count', '3']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`preview: ${file} (3 images)`);
+    const meta = await sharp(file).metadata();
+    expect([meta.format, meta.height]).toEqual(['png', 16 + 3 * 132]);
   });
 
   it('exits 1 with the error code and what to do for weights that are not there or not BiSeNet\'s', () => {

@@ -214,12 +214,17 @@ describe('slfer-dist parse: bad weights and options', () => {
 
   it('names a weights file that is not there, and asks for weights when none are given', async () => {
     const missing = join(scratch, 'nope.pth');
-    const e = await errorOf(parse(opts({ weights: missing })));
+    const e = await errorOf(parse(opts({ weights: missing, overwrite: true })));
     expect(e.code).toBe('SLFER_WEIGHTS_NOT_FOUND');
     expect(e.message).toContain(missing);
-    const none = await errorOf(parse(opts({ weights: undefined })));
+    const none = await errorOf(parse(opts({ weights: undefined, overwrite: true })));
     expect(none.code).toBe('SLFER_INVALID_ARGUMENT');
     expect(none.hint).toContain('--weights');
+  });
+
+  it('needs no weights when every mask is already there (nothing to make)', async () => {
+    const r = await parse(opts({ weights: undefined }));
+    expect(r).toMatchObject({ written: 0, kept: 6, skipped: [] });
   });
 
   it('refuses an input size that is not a multiple of 32', async () => {
