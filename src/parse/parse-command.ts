@@ -130,6 +130,19 @@ function checkIds(ids: Uint8Array, width: number, height: number, method: string
   if (ids.length !== width * height) throw errors.internal(`parse method ${method} returned ${ids.length} class ids for a ${width}x${height} image`);
 }
 
+/** writeFileAtomic, with a file system's refusal (read-only dataset, disk full) told in the user's terms. */
+function writeOrExplain(path: string, data: string | Uint8Array): void {
+  try {
+    writeFileAtomic(path, data);
+  } catch (e) {
+    throw errors.invalidArgument(
+      `cannot write ${path}`,
+      (e as Error).message,
+      'parse writes the masks inside the dataset folder: make it writable (or copy the dataset somewhere writable) and free some disk space; masks already written are kept, so rerunning continues',
+    );
+  }
+}
+
 /** The previous parse.json, if readable: its masks are the ones kept. */
 function previousRun(file: string): { method?: string; description?: { weightsSha256?: string }; finishedAt?: string } | null {
   try {
@@ -203,7 +216,7 @@ export async function parse(o: ParseOptions): Promise<ParseResult> {
           if (ids === null) result.skipped.push({ path: todo[i].imagePath, reason: 'no face found' });
           else {
             checkIds(ids, image.width, image.height, method);
-            writeFileAtomic(todo[i].expectedMaskPath, encode({ width: image.width, height: image.height, data: ids, depth: 8, channels: 1 }));
+            writeOrExplain(todo[i].expectedMaskPath, encode({ width: image.width, height: image.height, data: ids, depth: 8, channels: 1 }));
             result.written++;
           }
         }
@@ -217,7 +230,7 @@ export async function parse(o: ParseOptions): Promise<ParseResult> {
     result.interrupted = done < todo.length;
     result.skipped.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0)); // lanes finish in any order
     result.seconds = (Date.now() - t0) / 1000;
-    writeFileAtomic(
+    writeOrExplain(
       parseFile,
       JSON.stringify(
         {

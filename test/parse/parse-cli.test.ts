@@ -5,6 +5,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMaskClasses } from '../../src/data/mask-file.js';
 import { readRafDb } from '../../src/data/rafdb.js';
+import { findHumanPackage } from '../../src/parse/human-package.js';
 import { BISENET_ZIP } from './bisenet-fixture.js';
 import { rafdbWithoutMasks } from './parse-datasets.js';
 
@@ -82,5 +83,29 @@ describe('slfer-dist parse (CLI)', () => {
     expect(bad.stderr).toMatch(/^error SLFER_[A-Z_]+: .*not-torch\.pth/m);
     expect(bad.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
     expect(existsSync(join(data.root, 'Mask', 'aligned', 'parse.json'))).toBe(true); // the earlier run's stays
+  });
+
+  // The optional package the method needs (npm ci installs it); skipped, saying why, without it.
+  const human = (() => {
+    try {
+      findHumanPackage();
+      return null;
+    } catch (e) {
+      return (e as Error).message;
+    }
+  })();
+  it.skipIf(human !== null)(`runs --method landmarks through its dynamically imported module${human ? ` (skipped: ${human})` : ''}, recording that it is not the paper's protocol`, async () => {
+    const lm = await rafdbWithoutMasks(2, 1, 100);
+    try {
+      const r = cli(['parse', '--data', lm.root, '--method', 'landmarks']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/wrote \d masks, kept 0, skipped \d of 3 rafdb images/);
+      const j = JSON.parse(readFileSync(join(lm.root, 'Mask', 'aligned', 'parse.json'), 'utf8'));
+      expect(j.method).toBe('landmarks');
+      expect(j.counts.written + j.counts.skipped).toBe(3);
+      expect(JSON.stringify(j.description)).toContain("not the paper's");
+    } finally {
+      lm.cleanup();
+    }
   });
 });

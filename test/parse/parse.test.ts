@@ -222,6 +222,16 @@ describe('slfer-dist parse: bad weights and options', () => {
     expect(none.hint).toContain('--weights');
   });
 
+  it('explains a dataset folder it cannot write into, instead of crashing', async () => {
+    const root = join(scratch, 'read-only');
+    sfewFrom(data.root, root);
+    writeFileSync(join(root, 'Train_Aligned_Faces_Masks'), 'a file where the mask folder should be');
+    const e = await errorOf(parse(opts({ data: root })));
+    expect(e.code).toBe('SLFER_INVALID_ARGUMENT');
+    expect(e.message).toContain(`cannot write ${join(root, 'Train_Aligned_Faces_Masks')}`);
+    expect(e.hint).toContain('writable');
+  });
+
   it('needs no weights when every mask is already there (nothing to make)', async () => {
     const r = await parse(opts({ weights: undefined }));
     expect(r).toMatchObject({ written: 0, kept: 6, skipped: [] });
