@@ -16,6 +16,9 @@ offsets and strides, which the TypeScript reader must honour. Conv weights are H
 values; BatchNorm's running statistics are calibrated on the input (each set, in forward order, to
 the mean and variance of what reaches it) so activations stay O(1) and the argmax is diverse.
 
+The zip file and the JSON are the same bytes on every run; the legacy file is not (torch's legacy
+writer keys storages by their memory address), though it holds the same tensors.
+
 The input is defined by a formula (pixelByte below) that test/parse/bisenet-parity.test.ts
 computes identically: no image file, no float that the two languages could round differently.
 """
