@@ -192,6 +192,10 @@ export async function parse(o: ParseOptions): Promise<ParseResult> {
     const d = maker.description;
     const engine = d.engine ? ` on ${d.engine}${d.convolutions ? ` (convolutions: ${d.convolutions})` : ''}` : '';
     log(`parse: ${todo.length} of ${samples.length} ${splits.name} images with ${method}${engine}; ${kept} masks already there are kept`);
+    const before = previous?.method === method ? previous.description?.weightsSha256 : undefined;
+    if (before && d.weightsSha256 && before !== d.weightsSha256) {
+      log(`warning: the ${kept} masks kept were made with other weights (SHA-256 ${before.slice(0, 12)}…, these are ${String(d.weightsSha256).slice(0, 12)}…); --overwrite remakes them all with these`);
+    }
     // A method that labels several images at once (landmarks, on worker threads) says how many in
     // description.threads; BiSeNet runs one at a time on the engine. Decoding runs ahead on libuv's
     // threads, so it overlaps labelling.

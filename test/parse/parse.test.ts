@@ -103,6 +103,12 @@ describe('slfer-dist parse (RAF-DB layout)', () => {
     const j = JSON.parse(readFileSync(join(data.root, 'Mask', 'aligned', 'parse.json'), 'utf8'));
     expect(j.counts).toEqual({ images: 6, written: 1, kept: 5, skipped: 0 });
     expect(j.keptFrom.method).toBe('bisenet');
+
+    // Resuming with other weights says that the kept masks came from different ones.
+    rmSync(paths[3]);
+    const lines: string[] = [];
+    await parse(opts({ weights: BISENET_LEGACY, events: { log: (l) => lines.push(l) } }));
+    expect(lines.join('\n')).toMatch(/warning: the 5 masks kept were made with other weights/);
   });
 
   it('remakes every mask with --overwrite (legacy-format weights, same masks)', async () => {
