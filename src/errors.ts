@@ -283,17 +283,4 @@ export const errors = {
     new SlferError('SLFER_WEIGHTS_INVALID', `weights file ${file}: tensor "${key}" ${problem}`, 'the file is damaged or was saved from a diverged training run: download it again'),
   parseMethodUnavailable: (method: string, reason: string, remedy: string) =>
     new SlferError('SLFER_PARSE_METHOD_UNAVAILABLE', `parse method "${method}" is not available: ${reason}`, remedy),
-  weightsNotFound: (file: string, what: string, where: string) =>
-    new SlferError('SLFER_WEIGHTS_NOT_FOUND', `weights file ${file} not found (or not a file)`, `pass the path of ${what}; ${where}`),
-  /** The file holds a state dict, but not this network's: every missing, unused and misshapen key, listed. */
-  weightsDoNotFit: (file: string, model: string, problems: string[], total: number, expected: string) =>
-    new SlferError(
-      'SLFER_WEIGHTS_MISMATCH',
-      `weights file ${file} does not fit ${model}:\n    ${problems.join('\n    ')}${total > problems.length ? `\n    … and ${total - problems.length} more` : ''}`,
-      `pass ${expected}`,
-    ),
-  weightsInvalid: (file: string, key: string, problem: string) =>
-    new SlferError('SLFER_WEIGHTS_INVALID', `weights file ${file}: tensor "${key}" ${problem}`, 'the file is damaged or was saved from a diverged training run: download it again'),
-  parseMethodUnavailable: (method: string, reason: string, remedy: string) =>
-    new SlferError('SLFER_PARSE_METHOD_UNAVAILABLE', `parse method "${method}" is not available: ${reason}`, remedy),
 };
