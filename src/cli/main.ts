@@ -14,6 +14,7 @@ import { benchScaling } from '../../cluster/bench/scaling.js';
 import { registerBenchAllReduce } from '../../cluster/bench/cli.js';
 import { benchTrain } from '../train/bench-train.js';
 import { packageRoot } from '../util/package-root.js';
+import { registerConvert } from './convert-command.js';
 import { progressReporter } from './progress.js';
 import { registerParse } from '../parse/parse-command.js';
 
@@ -223,6 +224,8 @@ export function buildProgram(): Command {
       }
     });
 
+  registerConvert(program);
+
   const data = program.command('data').description('datasets');
   data
     .command('synth')
@@ -237,7 +240,6 @@ export function buildProgram(): Command {
       const r = await synthesize({ out: f.out, train: f.train, test: f.test, size: f.size, seed: f.seed });
       process.stdout.write(`wrote ${r.train} train + ${r.test} test faces (${r.size}px, seed ${r.seed}) to ${r.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     });
-
 
   registerParse(program);
 
