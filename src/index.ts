@@ -1,13 +1,20 @@
 /**
  * slfer-dist as a library: the CLI is a thin layer over these functions.
  *
- *   import { train, evaluate, predict, synthesize } from 'slfer-dist';
+ *   import { train, evaluate, predict, synthesize, parse, convertFromTorch } from 'slfer-dist';
  *   const { report, runDir } = await train({ config: { model: { variant: 'proposed' } } });
  */
 export { train, type TrainOptions, type TrainResult, type TrainEvents } from './train/trainer.js';
 export { launch, type LaunchOptions, type LaunchResult, type LaunchEvents, type RankTiming } from '../cluster/coordinator.js';
 export { evaluate, predict, type EvaluateOptions, type PredictOptions, type Prediction } from './train/evaluate.js';
 export { synthesize, type SynthesizeOptions, type SynthesizeResult } from './data/synth/synthesize.js';
+export { parse, type ParseOptions, type ParseResult } from './parse/parse-command.js';
+export { writePreview } from './parse/preview.js';
+export type { MaskMaker } from './parse/mask-maker.js';
+export { convertFromTorch, convertToTorch, type FromTorchOptions, type FromTorchResult, type ToTorchResult } from './train/convert.js';
+export { loadPretrained, type PretrainedReport } from './train/pretrained.js';
+export { readStateDict, toFloat32, type StateDict, type TorchTensor } from './torch/state-dict.js';
+export { writeStateDict } from './torch/write-torch-file.js';
 export { resolveConfig, readConfigFile, mergeConfig, ConfigSchema, type Config, type ConfigInput } from './config.js';
 export type { EpochMetrics, Report } from './train/run-files.js';
 export type { EvalResult } from './train/metrics.js';
