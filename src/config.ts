@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { IMAGENET_MEAN, IMAGENET_STD } from './data/pipeline.js';
+import { IMAGENET_MEAN, IMAGENET_STD } from './data/imagenet.js';
 import { BACKENDS } from './engine/backend.js';
 import { errors } from './errors.js';
 import { VARIANTS } from './model/config.js';

@@ -9,11 +9,10 @@ import { errors, fromWire } from '../errors.js';
 import { compiledSibling } from '../util/compiled-path.js';
 import { centerCrop, randomCropFlip } from './augment.js';
 import type { DecodeResult, DecodeTask, Rgb } from './decode-task.js';
+import { IMAGENET_MEAN, IMAGENET_STD } from './imagenet.js';
 import type { Batch, Sample } from './types.js';
 
-/** ImageNet statistics, which the backbone's pretrained weights expect. */
-export const IMAGENET_MEAN: Rgb = [0.485, 0.456, 0.406];
-export const IMAGENET_STD: Rgb = [0.229, 0.224, 0.225];
+export { IMAGENET_MEAN, IMAGENET_STD } from './imagenet.js';
 
 export interface PipelineOptions {
   /** Decoding threads; default min(2, available cores). */
