@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { IMAGENET_MEAN, IMAGENET_STD } from './data/imagenet.js';
-import { BACKENDS } from './engine/backend.js';
+import { BACKENDS } from './engine/backend-names.js';
 import { errors } from './errors.js';
 import { VARIANTS } from './model/config.js';
 

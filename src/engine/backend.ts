@@ -1,12 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
 import { errors } from '../errors.js';
+import type { BackendRequest } from './backend-names.js';
 import { confirmGpuSelection, prepareGpuSelection, type GpuSelection } from './gpu-select.js';
 import { registerKernels, slferKernels } from './kernels/register.js';
 import type { WebgpuUtil } from './kernels/webgpu-program.js';
 import { loadNativeKernels } from './native/addon.js';
 
-export const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
-export type BackendRequest = (typeof BACKENDS)[number];
+export { BACKENDS, type BackendRequest } from './backend-names.js';
 
 export interface Engine {
   /** tfjs backend name now active: 'tensorflow', 'webgpu', 'wasm' or 'cpu'. */
