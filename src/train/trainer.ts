@@ -15,7 +15,6 @@ import { formatPretrained, loadPretrained } from './pretrained.js';
 import { appendMetrics, readMetrics, RUN_FILES, writeReport, writeRunConfig, type EpochMetrics, type Report } from './run-files.js';
 import { TrainingSession, type EpochStats } from './session.js';
 
-export { modelConfigOf };
 
 /** What a caller hears while training runs (the CLI draws its progress from these). */
 export interface TrainEvents {
