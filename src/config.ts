@@ -33,7 +33,10 @@ const DataSchema = z.strictObject({
   resize: positiveInt.default(256),
   /** Random horizontal flip while training. */
   hflip: z.boolean().default(true),
-  /** Decoding threads (piscina); default: one per core beyond the first, at least one. */
+  /**
+   * Decoding threads (piscina). Default: min(2, cores) in one process; under launch, the cores left per
+   * worker after its engine, at least one.
+   */
   threads: positiveInt.optional(),
   /** Batches decoded ahead of the engine. */
   prefetch: positiveInt.optional(),
