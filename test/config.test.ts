@@ -1,4 +1,5 @@
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { mergeConfig, readConfigFile, resolveConfig } from '../src/config.js';
@@ -62,6 +63,13 @@ describe('config', () => {
   });
 
   it('names the file when it is not JSON or missing', () => {
-    expect(codeAndMessage(() => readConfigFile('/nonexistent/x.json')).code).toBe('SLFER_CONFIG_NOT_FOUND');
+    const missing = codeAndMessage(() => readConfigFile('/nonexistent/x.json'));
+    expect(missing).toMatchObject({ code: 'SLFER_CONFIG_NOT_FOUND', message: expect.stringContaining('/nonexistent/x.json') });
+    const bad = join(mkdtempSync(join(tmpdir(), 'slfer-config-')), 'broken.json');
+    writeFileSync(bad, '{ "train": { "epochs": 3, } }');
+    const e = codeAndMessage(() => readConfigFile(bad));
+    expect(e.code).toBe('SLFER_CONFIG_INVALID');
+    expect(e.message).toContain(bad);
+    expect(e.message).toContain('is not valid JSON');
   });
 });
