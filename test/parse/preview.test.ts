@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMaskClasses } from '../../src/data/mask-file.js';
 import { readRafDb } from '../../src/data/rafdb.js';
 import { PARSING_TO_PART } from '../../src/data/labels.js';
-import { CLASS_COLOURS, PART_COLOURS, writePreview } from '../../src/parse/preview.js';
+import { CLASS_COLOURS, PART_COLOURS } from '../../src/data/label-colours.js';
+import { writePreview } from '../../src/parse/preview.js';
 import { syntheticDataset } from '../helpers/synthetic.js';
 
 // The synthetic set comes with 19-class masks, so the preview has real labels to draw.
