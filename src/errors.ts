@@ -39,6 +39,7 @@ export const ERROR_CODES = [
   'SLFER_WEIGHTS_NOT_FOUND',
   'SLFER_WEIGHTS_INVALID',
   'SLFER_PARSE_METHOD_UNAVAILABLE',
+  'SLFER_VARIANT_WITHOUT_ST',
   'SLFER_INTERNAL',
 ] as const;
 export type SlferErrorCode = (typeof ERROR_CODES)[number];
@@ -283,4 +284,11 @@ export const errors = {
     new SlferError('SLFER_WEIGHTS_INVALID', `weights file ${file}: tensor "${key}" ${problem}`, 'the file is damaged or was saved from a diverged training run: download it again'),
   parseMethodUnavailable: (method: string, reason: string, remedy: string) =>
     new SlferError('SLFER_PARSE_METHOD_UNAVAILABLE', `parse method "${method}" is not available: ${reason}`, remedy),
+  /** Something needs the segmentation head (ST) of a model trained without one (e.g. eval --masks). */
+  variantWithoutSt: (checkpoint: string, variant: string, what: string, withSt: readonly string[]) =>
+    new SlferError(
+      'SLFER_VARIANT_WITHOUT_ST',
+      `${what} needs the segmentation head (ST), and checkpoint ${checkpoint} is of variant "${variant}", which has none`,
+      `use a checkpoint of a variant with ST (${withSt.join(', ')}; train one with --variant proposed), or leave ${what} out`,
+    ),
 };

@@ -4,7 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { mergeConfig, readConfigFile, resolveConfig, type ConfigInput } from '../config.js';
 import { synthesize } from '../data/synth/synthesize.js';
 import { BACKENDS, releaseEngine, type BackendRequest } from '../engine/backend.js';
-import { isSlferError } from '../errors.js';
+import { errors, isSlferError } from '../errors.js';
 import { VARIANTS } from '../model/config.js';
 import { evaluate, predict } from '../train/evaluate.js';
 import type { Report } from '../train/run-files.js';
@@ -192,12 +192,16 @@ export function buildProgram(): Command {
     .addOption(new Option('--dataset <kind>', 'layout of --data').choices(['rafdb', 'sfew', 'synthetic']))
     .addOption(new Option('--backend <name>', 'tfjs engine').choices([...BACKENDS]))
     .option('-o, --out <dir>', 'write report.json and the confusion matrix here')
-    .action(async (f: { checkpoint: string; data?: string; dataset?: 'rafdb' | 'sfew' | 'synthetic'; backend?: BackendRequest; out?: string }) => {
+    .option('--masks <file.png>', 'also draw the first test images with their part label and ST prediction (a variant with ST)')
+    .option('--masks-count <n>', 'how many test images --masks draws (default 8)', int('--masks-count'))
+    .action(async (f: { checkpoint: string; data?: string; dataset?: 'rafdb' | 'sfew' | 'synthetic'; backend?: BackendRequest; out?: string; masks?: string; masksCount?: number }) => {
+      if (f.masksCount !== undefined && !f.masks) throw errors.invalidArgument('--masks-count', 'says how many images --masks draws, and --masks is not given', 'add --masks FILE.png, or leave --masks-count out');
       const r = await evaluate({
         checkpoint: f.checkpoint,
         data: f.data || f.dataset ? { root: f.data, dataset: f.dataset } : undefined,
         backend: f.backend,
         out: f.out,
+        masks: f.masks ? { file: resolve(f.masks), count: f.masksCount } : undefined,
         log: (l) => process.stderr.write(`${l}\n`),
       });
       printReport(r, f.out ? join(f.out, 'report.json') : undefined);

@@ -7,6 +7,7 @@ import type { Sample } from '../data/types.js';
 import { selectBackend, type BackendRequest } from '../engine/backend.js';
 import { errors } from '../errors.js';
 import { evaluateModel } from './evaluate-model.js';
+import { checkMasksCount, DEFAULT_MASKS_COUNT, requireSt, writeMasksFigure } from './eval-masks.js';
 import { loadTrainedModel } from './load-model.js';
 import { pipelineOptionsOf } from './model-config.js';
 import { writeReport, type Report } from './run-files.js';
@@ -20,6 +21,8 @@ export interface EvaluateOptions {
   backend?: BackendRequest;
   /** Folder to write report.json and the confusion matrix into. */
   out?: string;
+  /** Also draw the first `count` test images (default 8) with their label and ST's prediction into `file` (PNG). */
+  masks?: { file: string; count?: number };
   log?: (line: string) => void;
 }
 
@@ -27,10 +30,13 @@ export interface EvaluateOptions {
 export async function evaluate(options: EvaluateOptions): Promise<Report> {
   const started = Date.now();
   const log = options.log ?? (() => {});
+  const masksCount = options.masks?.count ?? DEFAULT_MASKS_COUNT;
+  if (options.masks) checkMasksCount(masksCount);
   const engine = await selectBackend(options.backend ?? 'auto');
   log(`engine: ${engine.backend} (${engine.reason})${engine.convolutions ? `; convolutions: ${engine.convolutions}` : ''}`);
   const { model, config: trained, path, epoch } = loadTrainedModel(options.checkpoint);
   try {
+    if (options.masks) requireSt(model, trained.model.variant, path);
     const config = resolveConfig(mergeConfig(trained, { data: options.data ?? {} }), 'evaluation config');
     // Evaluation needs no masks: the ST and CT heads do not run at test time.
     const { splits } = await prepareData({ ...config, model: { ...config.model, variant: 'baseline' } }, log);
@@ -48,6 +54,10 @@ export async function evaluate(options: EvaluateOptions): Promise<Report> {
         checkpoint: path,
       };
       if (options.out) await writeReport(options.out, report);
+      if (options.masks) {
+        const rows = await writeMasksFigure({ model, config, samples: splits.test, images: pipeline, file: options.masks.file, count: masksCount });
+        log(`ST predictions of the first ${rows} test images: ${options.masks.file}`);
+      }
       return report;
     } finally {
       await pipeline.close();
