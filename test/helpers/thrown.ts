@@ -9,3 +9,13 @@ export function thrown(f: () => unknown): SlferError {
   }
   throw new Error('expected an error');
 }
+
+/** The error a promise rejects with (a test failure when it resolves instead). */
+export async function rejected(p: Promise<unknown> | (() => unknown)): Promise<SlferError> {
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    return e as SlferError;
+  }
+  throw new Error('expected an error');
+}

@@ -1,9 +1,9 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMaskClasses } from '../../src/data/mask-file.js';
+import { runCli } from '../helpers/cli.js';
 import { readRafDb } from '../../src/data/rafdb.js';
 import { findHumanPackage } from '../../src/parse/human-package.js';
 import { BISENET_ZIP } from './bisenet-fixture.js';
@@ -11,10 +11,9 @@ import { rafdbWithoutMasks } from './parse-datasets.js';
 
 // `slfer-dist parse` end to end through bin/slfer-dist.js, at BiSeNet's default 512px input (the
 // compiled CLI: `npx tsc -p tsconfig.json` first, as npm test's pretest does).
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'slfer-dist.js');
 
 function cli(args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 240_000, env: { ...process.env, FORCE_COLOR: '0' } });
+  const r = runCli(args);
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

@@ -6,6 +6,7 @@ import { SlferError } from '../../src/errors.js';
 import { readTorchFile } from '../../src/torch/read-torch-file.js';
 import { readStateDict, toFloat32, type StateDict } from '../../src/torch/state-dict.js';
 import { writeStateDict } from '../../src/torch/write-torch-file.js';
+import { rejected } from '../helpers/thrown.js';
 
 // Every file here was written by PyTorch 1.13 itself (scripts/peers/torch_fixtures.py).
 const FIX = join(import.meta.dirname, '../fixtures/torch');
@@ -19,14 +20,6 @@ interface Expected {
 }
 const expected = JSON.parse(readFileSync(join(FIX, 'tensors.expected.json'), 'utf8')) as Record<string, Expected>;
 
-async function rejection(p: Promise<unknown>): Promise<SlferError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as SlferError;
-  }
-  throw new Error('expected an error');
-}
 
 function valuesOf(sd: StateDict, key: string): (number | string)[] {
   const t = sd.get(key)!;
@@ -65,7 +58,7 @@ describe.each(['zip', 'legacy'])('reading a torch.save file (%s format)', (forma
     const cut = join(tmp, `cut.${format}.pth`);
     for (const at of [0, 1, 16, bytes.length >> 2, bytes.length >> 1, bytes.length - 40, bytes.length - 1]) {
       writeFileSync(cut, bytes.subarray(0, at));
-      const e = await rejection(readStateDict(cut));
+      const e = await rejected(readStateDict(cut));
       expect(e, `cut at ${at}`).toBeInstanceOf(SlferError);
       expect(e.code).toBe('SLFER_TORCH_FILE_INVALID');
       expect(e.message).toContain(cut);
@@ -96,14 +89,14 @@ describe.each(['zip', 'legacy'])('reading a torch.save file (%s format)', (forma
 
 describe('what a checkpoint may ask for', () => {
   it('refuses a pickle that calls os.system, naming the global, without running it', async () => {
-    const e = await rejection(readStateDict(join(FIX, 'unsafe.pth')));
+    const e = await rejected(readStateDict(join(FIX, 'unsafe.pth')));
     expect(e.code).toBe('SLFER_TORCH_FILE_UNSAFE');
     expect(e.message).toContain('posix.system');
     expect(e.hint).toContain('state_dict()');
   });
 
   it('refuses a whole pickled module (torch.save(model)), naming its class', async () => {
-    const e = await rejection(readStateDict(join(FIX, 'whole-module.pth')));
+    const e = await rejected(readStateDict(join(FIX, 'whole-module.pth')));
     expect(e.code).toBe('SLFER_TORCH_FILE_UNSAFE');
     expect(e.message).toContain('torch.nn.modules.linear.Linear');
   });
@@ -111,10 +104,10 @@ describe('what a checkpoint may ask for', () => {
   it('says what a file is when it is not a torch file at all', async () => {
     const png = join(tmp, 'not-a-checkpoint.pth');
     writeFileSync(png, Buffer.from('89504e470d0a1a0a0000000d49484452', 'hex'));
-    const e = await rejection(readStateDict(png));
+    const e = await rejected(readStateDict(png));
     expect(e.code).toBe('SLFER_TORCH_FILE_INVALID');
     expect(e.message).toMatch(/neither a zip .* nor a legacy/);
-    const missing = await rejection(readStateDict(join(tmp, 'nope.pth')));
+    const missing = await rejected(readStateDict(join(tmp, 'nope.pth')));
     expect(missing.code).toBe('SLFER_TORCH_FILE_INVALID');
     expect(missing.message).toContain('ENOENT');
   });

@@ -1,11 +1,9 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NUM_EXPRESSIONS, NUM_PARTS } from '../../src/data/labels.js';
-import { SlferError } from '../../src/errors.js';
 import { VARIANTS, type Variant } from '../../src/model/config.js';
 import { SlferModel } from '../../src/model/slfer.js';
 import { readStateDict, toFloat32, type StateDict } from '../../src/torch/state-dict.js';
@@ -13,7 +11,9 @@ import { writeStateDict } from '../../src/torch/write-torch-file.js';
 import { saveCheckpoint } from '../../src/train/checkpoint.js';
 import { convertFromTorch, convertToTorch } from '../../src/train/convert.js';
 import { loadTrainedModel } from '../../src/train/load-model.js';
+import { runCli } from '../helpers/cli.js';
 import { syntheticDataset } from '../helpers/synthetic.js';
+import { rejected } from '../helpers/thrown.js';
 
 const FIX = join(import.meta.dirname, '../fixtures/torch');
 const PROPOSED = join(FIX, 'slfer-proposed.zip.pth');
@@ -25,14 +25,6 @@ beforeAll(async () => {
   await tf.setBackend('cpu');
 });
 
-async function rejection(p: Promise<unknown> | (() => unknown)): Promise<SlferError> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    return e as SlferError;
-  }
-  throw new Error('expected an error');
-}
 
 const shapes = (sd: StateDict) => Object.fromEntries([...sd].map(([k, t]) => [k, t.shape]));
 
@@ -92,7 +84,7 @@ describe('convert: a PyTorch state dict becomes a run folder', () => {
 
 describe('convert refuses what does not fit, and leaves nothing half-written', () => {
   it('a torchvision ResNet18 (pointing to --pretrained)', async () => {
-    const e = await rejection(convertFromTorch(join(FIX, 'resnet18-msceleb.zip.pth'), { out: join(tmp, 'no-1') }));
+    const e = await rejected(convertFromTorch(join(FIX, 'resnet18-msceleb.zip.pth'), { out: join(tmp, 'no-1') }));
     expect(e.code).toBe('SLFER_WEIGHTS_MISMATCH');
     expect(e.message).toContain('not a SLFER state dict');
     expect(e.hint).toContain('--pretrained');
@@ -105,7 +97,7 @@ describe('convert refuses what does not fit, and leaves nothing half-written', (
     sd.set('extra.weight', { dtype: 'float32', shape: [1], data: Float32Array.of(1) });
     const bad = join(tmp, 'incomplete.pth');
     writeStateDict(bad, sd);
-    const e = await rejection(convertFromTorch(bad, { out: join(tmp, 'no-2') }));
+    const e = await rejected(convertFromTorch(bad, { out: join(tmp, 'no-2') }));
     expect(e.message).toContain('missing decode.6.weight');
     expect(e.message).toContain('unexpected extra.weight');
     expect(existsSync(join(tmp, 'no-2'))).toBe(false);
@@ -117,7 +109,7 @@ describe('convert refuses what does not fit, and leaves nothing half-written', (
     sd.set('ect.4.weight', { dtype: 'float32', shape: [6, 128], data: new Float32Array(6 * 128) });
     const bad = join(tmp, 'six-expressions.pth');
     writeStateDict(bad, sd);
-    const e = await rejection(convertFromTorch(bad, { out: join(tmp, 'no-3') }));
+    const e = await rejected(convertFromTorch(bad, { out: join(tmp, 'no-3') }));
     expect(e.message).toContain('ect.4.weight has shape [6,128]');
     expect(e.message).toContain('needs [7,128]');
   });
@@ -126,16 +118,16 @@ describe('convert refuses what does not fit, and leaves nothing half-written', (
     const out = join(tmp, 'occupied');
     mkdirSync(out);
     writeFileSync(join(out, 'notes.txt'), 'mine');
-    const e = await rejection(convertFromTorch(PROPOSED, { out }));
+    const e = await rejected(convertFromTorch(PROPOSED, { out }));
     expect(e.code).toBe('SLFER_INVALID_ARGUMENT');
     expect(readFileSync(join(out, 'notes.txt'), 'utf8')).toBe('mine');
   });
 
   it('--to-torch of a width the reference model cannot build', async () => {
-    const e = await rejection(() => convertToTorch(join(tmp, 'x'), join(tmp, 'never.pth')));
+    const e = await rejected(() => convertToTorch(join(tmp, 'x'), join(tmp, 'never.pth')));
     expect(e.code).toBe('SLFER_CHECKPOINT_NOT_FOUND');
     const narrow = await checkpointOf('baseline', 0.5);
-    const w = await rejection(() => convertToTorch(narrow, join(tmp, 'narrow.pth')));
+    const w = await rejected(() => convertToTorch(narrow, join(tmp, 'narrow.pth')));
     expect(w.code).toBe('SLFER_WEIGHTS_MISMATCH');
     expect(w.message).toContain('width 0.5');
     expect(existsSync(join(tmp, 'narrow.pth'))).toBe(false);
@@ -143,8 +135,7 @@ describe('convert refuses what does not fit, and leaves nothing half-written', (
 });
 
 describe('a converted run from the CLI: predict, eval and train --resume accept it', () => {
-  const BIN = join(import.meta.dirname, '..', '..', 'bin', 'slfer-dist.js');
-  const cli = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 300_000, env: { ...process.env, FORCE_COLOR: '0' } });
+  const cli = (args: string[]) => runCli(args);
   let data: Awaited<ReturnType<typeof syntheticDataset>>;
   let run: string;
   beforeAll(async () => {

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -19,6 +18,7 @@ import { requireSt } from '../../src/train/eval-masks.js';
 import { evaluate } from '../../src/train/evaluate.js';
 import { loadTrainedModel } from '../../src/train/load-model.js';
 import { train } from '../../src/train/trainer.js';
+import { runCli } from '../helpers/cli.js';
 import { thrown } from '../helpers/thrown.js';
 import { syntheticDataset, tinyConfig } from '../helpers/synthetic.js';
 
@@ -30,7 +30,6 @@ const OFFSET = (SIDE - S) / 2;
 const COUNT = 4;
 /** Test image 0 has an unknown band in its mask (rows 0..9: crop rows 0..5); test image 1 has no mask. */
 const UNKNOWN_ROWS = 10;
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'slfer-dist.js');
 
 let data: Awaited<ReturnType<typeof syntheticDataset>>;
 let test: Sample[];
@@ -231,7 +230,7 @@ describe('eval --masks', () => {
 
   it('works end to end through the CLI: eval --masks with the default 8 rows, and its errors', () => {
     // The CLI runs the compiled sources: `npx tsc -p tsconfig.json` first.
-    const cli = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 240_000, env: { ...process.env, FORCE_COLOR: '0' } });
+    const cli = (args: string[]) => runCli(args);
     const file = join(data.base, 'cli', 'masks.png');
     const r = cli(['eval', '--checkpoint', run, '--backend', 'wasm', '--masks', file]);
     expect(r.status, r.stderr).toBe(0);

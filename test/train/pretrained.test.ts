@@ -1,17 +1,17 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NUM_EXPRESSIONS, NUM_PARTS } from '../../src/data/labels.js';
-import { SlferError } from '../../src/errors.js';
 import type { Variant } from '../../src/model/config.js';
 import { SlferModel } from '../../src/model/slfer.js';
 import { readStateDict, toFloat32 } from '../../src/torch/state-dict.js';
 import { writeStateDict } from '../../src/torch/write-torch-file.js';
 import { formatPretrained, loadPretrained } from '../../src/train/pretrained.js';
+import { runCli } from '../helpers/cli.js';
 import { syntheticDataset, tinyConfig } from '../helpers/synthetic.js';
+import { rejected } from '../helpers/thrown.js';
 
 // The backbones are full-size ResNet18 state dicts written by PyTorch (strided views over small
 // storages, so every element of a tensor is distinct along every axis; scripts/peers/torch_fixtures.py).
@@ -24,14 +24,6 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const modelOf = (variant: Variant = 'proposed', width = 1) =>
   new SlferModel({ variant, width, inputSize: 64, seReduction: 16, numExpressions: NUM_EXPRESSIONS, numParts: NUM_PARTS }, 3);
 
-async function rejection(p: Promise<unknown>): Promise<SlferError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as SlferError;
-  }
-  throw new Error('expected an error');
-}
 
 beforeAll(async () => {
   await tf.setBackend('cpu');
@@ -108,7 +100,7 @@ describe('--pretrained: a torchvision ResNet18 starts the backbone', () => {
     writeStateDict(bad, sd);
     const model = modelOf('baseline');
     const before = (await model.store.get('stem.conv.weight').data()) as Float32Array;
-    const e = await rejection(loadPretrained(model, bad));
+    const e = await rejected(loadPretrained(model, bad));
     expect(e.code).toBe('SLFER_WEIGHTS_MISMATCH');
     expect(e.message).toContain('layer2.1.conv1.weight has shape [128,64,3,3]');
     expect(e.message).toContain('needs [128,128,3,3]');
@@ -118,12 +110,12 @@ describe('--pretrained: a torchvision ResNet18 starts the backbone', () => {
 
   it('refuses width other than 1, and a file that is not a ResNet18 (a whole SLFER model points to convert)', async () => {
     const narrow = modelOf('baseline', 0.5);
-    const w = await rejection(loadPretrained(narrow, MSCELEB));
+    const w = await rejected(loadPretrained(narrow, MSCELEB));
     expect(w.code).toBe('SLFER_WEIGHTS_MISMATCH');
     expect(w.message).toContain('width 0.5');
     narrow.dispose();
     const model = modelOf('baseline');
-    const s = await rejection(loadPretrained(model, join(FIX, 'slfer-proposed.zip.pth')));
+    const s = await rejected(loadPretrained(model, join(FIX, 'slfer-proposed.zip.pth')));
     expect(s.code).toBe('SLFER_WEIGHTS_MISMATCH');
     expect(s.hint).toContain('slfer-dist convert');
     model.dispose();
@@ -131,8 +123,7 @@ describe('--pretrained: a torchvision ResNet18 starts the backbone', () => {
 });
 
 describe('--pretrained from the CLI', () => {
-  const BIN = join(import.meta.dirname, '..', '..', 'bin', 'slfer-dist.js');
-  const cli = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 300_000, env: { ...process.env, FORCE_COLOR: '0' } });
+  const cli = (args: string[]) => runCli(args);
   let data: Awaited<ReturnType<typeof syntheticDataset>>;
   let config: string;
   beforeAll(async () => {
