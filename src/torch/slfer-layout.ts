@@ -9,7 +9,7 @@
  */
 import type { ParamSpec } from '../model/params.js';
 import type { TorchTensor } from './tensor.js';
-import { toFloat32 } from './tensor.js';
+import { gather, toFloat32 } from './tensor.js';
 
 export type TorchNaming = 'slfer' | 'torchvision';
 
@@ -76,27 +76,11 @@ export function toTorch(values: Float32Array, ours: readonly number[]): TorchTen
   return { dtype: 'float32', shape: torchShape(ours), data };
 }
 
-/** out[i_perm[0], i_perm[1], ...] where out's axis k is the input's axis perm[k]. */
+/** x with its axes reordered: the output's axis k is the input's axis perm[k] (a strided read of x). */
 function permute(x: Float32Array, shape: readonly number[], perm: number[]): Float32Array {
   if (shape.length <= 1) return Float32Array.from(x);
-  const outShape = perm.map((p) => shape[p]);
   const inStrides = shape.map((_, d) => shape.slice(d + 1).reduce((a, b) => a * b, 1));
-  const stepOf = perm.map((p) => inStrides[p]);
-  const out = new Float32Array(x.length);
-  const idx = new Array<number>(outShape.length).fill(0);
-  let src = 0;
-  for (let i = 0; i < out.length; i++) {
-    out[i] = x[src];
-    for (let d = outShape.length - 1; d >= 0; d--) {
-      if (++idx[d] < outShape[d]) {
-        src += stepOf[d];
-        break;
-      }
-      src -= (outShape[d] - 1) * stepOf[d];
-      idx[d] = 0;
-    }
-  }
-  return out;
+  return gather(x, perm.map((p) => shape[p]), perm.map((p) => inStrides[p]), 0, x.length) as Float32Array;
 }
 
 /** Every tensor of ours (parameters, then buffers) with its torch key under a naming. */

@@ -103,7 +103,8 @@ export function viewOf(storage: Storage, offset: unknown, size: unknown, stride:
   return { dtype: storage.dtype, shape, data };
 }
 
-function gather(src: TorchData, shape: number[], strides: number[], offset: number, numel: number): TorchData {
+/** The elements a strided view addresses (shape, strides and offset in elements), in row-major order. */
+export function gather(src: TorchData, shape: readonly number[], strides: readonly number[], offset: number, numel: number): TorchData {
   const out = new (src.constructor as new (n: number) => TorchData)(numel);
   const idx = new Array<number>(shape.length).fill(0);
   let at = offset;
