@@ -8,7 +8,7 @@ export { train, type TrainOptions, type TrainResult, type TrainEvents } from './
 export { launch, type LaunchOptions, type LaunchResult, type LaunchEvents, type RankTiming } from '../cluster/coordinator.js';
 export { evaluate, predict, type EvaluateOptions, type PredictOptions, type Prediction } from './train/evaluate.js';
 export { synthesize, type SynthesizeOptions, type SynthesizeResult } from './data/synth/synthesize.js';
-export { parse, type ParseOptions, type ParseResult } from './parse/parse-command.js';
+export { parse, type ParseOptions, type ParseResult } from './parse/parse.js';
 export { writePreview } from './parse/preview.js';
 export type { MaskMaker } from './parse/mask-maker.js';
 export { convertFromTorch, convertToTorch, type FromTorchOptions, type FromTorchResult, type ToTorchResult } from './train/convert.js';

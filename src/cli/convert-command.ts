@@ -1,13 +1,9 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { mergeConfig, readConfigFile, type ConfigInput } from '../config.js';
 import { selectBackend } from '../engine/backend.js';
 import { convertFromTorch, convertToTorch } from '../train/convert.js';
+import { int } from './parsers.js';
 
-const int = (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError('must be an integer');
-  return n;
-};
 
 interface ConvertFlags {
   out: string;
@@ -28,10 +24,10 @@ export function registerConvert(program: Command): void {
     .requiredOption('-o, --out <path>', 'run folder to create (from torch), or .pth file to write (--to-torch)')
     .option('--to-torch', 'write a state dict that the PyTorch reference model loads with strict=True')
     .option('-c, --config <file>', 'the run config the converted model belongs to (data, loss, schedule)')
-    .option('--input-size <px>', 'crop side the model runs at (a state dict does not say; default 224)', int)
+    .option('--input-size <px>', 'crop side the model runs at (a state dict does not say; default 224)', int('--input-size'))
     .option('--data <dir>', 'dataset folder eval and training use')
     .addOption(new Option('--dataset <kind>', 'layout of --data').choices(['rafdb', 'sfew', 'synthetic']))
-    .option('--seed <n>', 'train.seed of the converted run', int)
+    .option('--seed <n>', 'train.seed of the converted run', int('--seed'))
     .action(async (input: string, f: ConvertFlags) => {
       // Tensors are only copied: the reference engine will do, without probing for a faster one.
       await selectBackend('cpu');

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { mergeConfig, readConfigFile, resolveConfig, type ConfigInput } from '../config.js';
 import { synthesize } from '../data/synth/synthesize.js';
 import { BACKENDS, releaseEngine, type BackendRequest } from '../engine/backend.js';
@@ -16,21 +16,12 @@ import { benchTrain } from '../train/bench-train.js';
 import { packageRoot } from '../util/package-root.js';
 import { registerConvert } from './convert-command.js';
 import { progressReporter } from './progress.js';
-import { registerParse } from '../parse/parse-command.js';
+import { registerParse } from './parse-command.js';
+import { int, num } from './parsers.js';
 
 /** configs/ ships in the package root, beside dist/ (and beside .gpu/, the GPU-machine bundle). */
 export const DEFAULT_CONFIG = join(packageRoot(import.meta.url), 'configs', 'synthetic.json');
 
-const int = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
-  return n;
-};
-const num = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
-  return n;
-};
 
 interface TrainFlags {
   config?: string;

@@ -7,20 +7,17 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
 import { encode } from 'fast-png';
 import sharp from 'sharp';
-import { countProgress } from '../cli/progress.js';
 import { readRafDb } from '../data/rafdb.js';
 import { readSfew } from '../data/sfew.js';
 import type { DatasetSplits, Sample, SkippedFile } from '../data/types.js';
-import { BACKENDS, type BackendRequest } from '../engine/backend.js';
+import type { BackendRequest } from '../engine/backend-names.js';
 import { errors } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { requireWeightsFile } from './bisenet.js';
 import { checkInputSize, createBiSeNetMaker, DEFAULT_INPUT_SIZE } from './bisenet-maker.js';
 import type { MaskMaker } from './mask-maker.js';
-import { writePreview } from './preview.js';
 
 export const PARSE_METHODS = ['bisenet', 'landmarks'] as const;
 export type ParseMethod = (typeof PARSE_METHODS)[number];
@@ -260,85 +257,4 @@ export async function parse(o: ParseOptions): Promise<ParseResult> {
     maker.dispose();
   }
   return result;
-}
-
-const int = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
-  return n;
-};
-
-interface ParseFlags {
-  data: string;
-  dataset?: ParseDataset;
-  method: ParseMethod;
-  weights?: string;
-  overwrite?: boolean;
-  inputSize: number;
-  backend: BackendRequest;
-  threads?: number;
-  preview?: string;
-  previewCount: number;
-}
-
-/** `slfer-dist parse`: one call in the CLI's program builder. */
-export function registerParse(program: Command): void {
-  program
-    .command('parse')
-    .description('write the semantic masks SLFER trains on (19 face-parsing classes per pixel) for every image of a RAF-DB or SFEW dataset')
-    .requiredOption('--data <dir>', 'dataset folder (RAF-DB or SFEW 2.0 layout)')
-    .addOption(new Option('--dataset <kind>', 'its layout (default: guessed from the folder)').choices(['rafdb', 'sfew']))
-    .addOption(new Option('--method <name>', 'bisenet: face parsing with BiSeNet weights (the paper\'s labels); landmarks: from a face mesh, no weights (not the paper\'s protocol)').choices([...PARSE_METHODS]).default('bisenet'))
-    .option('--weights <file>', "BiSeNet's PyTorch state dict: face-parsing.PyTorch's 79999_iter.pth")
-    .option('--overwrite', 'remake masks that are already there (default: keep them, so a rerun resumes)')
-    .option('--input-size <px>', 'side BiSeNet sees, a multiple of 32', int('--input-size'), DEFAULT_INPUT_SIZE)
-    .addOption(new Option('--backend <name>', 'tfjs engine').choices([...BACKENDS]).default('auto'))
-    .option('--threads <n>', "threads for the landmarks method's engine", int('--threads'))
-    .option('--preview <file.png>', 'also write a grid of a few images with their 19-class mask, 8-part aggregate and top-4 CT parts (as the paper\'s Fig. 5)')
-    .option('--preview-count <n>', 'images in the preview', int('--preview-count'), 6)
-    .action(async (f: ParseFlags) => {
-      const controller = new AbortController();
-      const onSigint = () => {
-        if (controller.signal.aborted) process.exit(130);
-        process.stderr.write('\nstopping after this image (masks written so far are whole and are kept; rerun to continue)\n');
-        controller.abort();
-      };
-      process.on('SIGINT', onSigint);
-      const bar = countProgress(process.stderr);
-      try {
-        const { preview: _preview, previewCount: _count, ...options } = f;
-        const r = await parse({
-          ...options,
-          signal: controller.signal,
-          events: {
-            log: (l) => {
-              bar.end();
-              process.stderr.write(`${l}\n`);
-            },
-            image: (p) => bar.update(p.done, p.total, p.seconds, p.skipped ? `${p.skipped} skipped` : ''),
-          },
-        });
-        bar.end();
-        const rate = (r.written + r.skipped.length) / Math.max(r.seconds, 1e-9);
-        const lines = [
-          `${r.interrupted ? 'interrupted: ' : ''}wrote ${r.written} masks, kept ${r.kept}, skipped ${r.skipped.length} of ${r.images} ${r.dataset} images${r.seconds ? ` in ${r.seconds.toFixed(1)} s (${rate.toFixed(2)} img/s)` : ''}`,
-        ];
-        if (r.skipped.length) {
-          lines.push(`skipped ${r.skipped.length} image(s):`);
-          for (const s of r.skipped.slice(0, 20)) lines.push(`  ${s.path}: ${s.reason}`);
-          if (r.skipped.length > 20) lines.push(`  … and ${r.skipped.length - 20} more (parse.json lists all)`);
-        }
-        if (r.written || r.skipped.length) lines.push(`parse.json: ${r.parseFile}`);
-        if (f.preview) {
-          const splits = r.dataset === 'rafdb' ? readRafDb(r.root) : readSfew(r.root);
-          const shown = await writePreview({ samples: [...splits.train, ...splits.test], file: f.preview, count: f.previewCount });
-          lines.push(shown ? `preview: ${f.preview} (${shown} images)` : 'preview: no image has a readable mask yet, so none was written');
-        }
-        process.stdout.write(lines.join('\n') + '\n');
-        if (r.interrupted) process.exitCode = 130;
-      } finally {
-        bar.end();
-        process.off('SIGINT', onSigint);
-      }
-    });
 }

@@ -11,7 +11,7 @@ import type { SlferError } from '../../src/errors.js';
 import { readStateDict } from '../../src/torch/state-dict.js';
 import { writeStateDict } from '../../src/torch/write-torch-file.js';
 import { createBiSeNetMaker, sha256File } from '../../src/parse/bisenet-maker.js';
-import { loadLandmarksMaker, parse, type ParseOptions } from '../../src/parse/parse-command.js';
+import { loadLandmarksMaker, parse, type ParseOptions } from '../../src/parse/parse.js';
 import { BISENET_LEGACY, BISENET_ZIP } from './bisenet-fixture.js';
 import { rafdbWithoutMasks, sfewFrom } from './parse-datasets.js';
 
