@@ -14,7 +14,7 @@ import { compiledSibling } from '../src/util/compiled-path.js';
 import { RING_EXEC_ARGV, ringProcessEnv } from './collective/process-setup.js';
 import { RendezvousServer } from './collective/rendezvous.js';
 import { assignGpus, gpuEnv, queryGpus, type Gpu } from './gpus.js';
-import { decode, encode, ENV, type CoordinatorMessage, type EpochReport, type WorkerMessage } from './protocol.js';
+import { decodeWorkerMessage, encode, ENV, type CoordinatorMessage, type EpochReport, type WorkerMessage } from './protocol.js';
 
 export interface LaunchOptions {
   config?: ConfigInput;
@@ -165,6 +165,11 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
   }
 
   const inbox = new Inbox();
+  const logged = new Set<string>();
+  const logOnce = (line: string) => {
+    if (!logged.has(line)) log(`ignored: ${line}`);
+    logged.add(line);
+  };
   const watchdog = setInterval(() => {
     const now = Date.now();
     for (const p of procs) {
@@ -183,13 +188,18 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
   try {
     await orFail(server.waitForRanks());
     for (const p of procs) p.lastBeat = Date.now();
-    void receiveLoop(server, inbox, (m) => {
-      const p = procs[m.rank];
-      if (p) p.lastBeat = Date.now();
-      if (m.type === 'failed') {
-        const e = fromWire(m.error, `worker rank ${m.rank}`);
-        failRun(new SlferError(e.code, `worker rank ${m.rank}: ${e.message}`, e.hint));
-      }
+    void receiveLoop(server, inbox, {
+      onMessage: (m) => {
+        const p = procs[m.rank];
+        if (p) p.lastBeat = Date.now();
+        if (m.type === 'failed') {
+          const e = fromWire(m.error, `worker rank ${m.rank}`);
+          failRun(new SlferError(e.code, `worker rank ${m.rank}: ${e.message}`, e.hint));
+        }
+      },
+      // A worker of this run that sends what the protocol does not know is a bug: stop, saying so.
+      // Anything else on the port is not ours to obey: logged once, and the run goes on.
+      onInvalid: (e, rank) => (rank === undefined ? logOnce(e.message) : failRun(e)),
     });
     const ready = await orFail(inbox.fromAll('ready', worldSize));
     const backend = ready[0].backend;
@@ -262,7 +272,6 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
     clearInterval(watchdog);
     options.signal?.removeEventListener('abort', onAbort);
     await killAll(procs);
-    inbox.close();
     server.close();
   }
 }
@@ -318,7 +327,6 @@ class Inbox {
   private readonly early: WorkerMessage[] = [];
   progress: Of<'progress'>[] = [];
   onProgress: (p: Of<'progress'>) => void = () => {};
-  closed = false;
 
   deliver(m: WorkerMessage): void {
     if (m.type === 'progress') {
@@ -351,28 +359,40 @@ class Inbox {
       for (const m of this.early.splice(0)) this.deliver(m);
     });
   }
-
-  close(): void {
-    this.closed = true;
-  }
 }
 
-async function receiveLoop(server: RendezvousServer, inbox: Inbox, onAny: (m: WorkerMessage) => void): Promise<void> {
-  try {
-    for (;;) {
-      const [, payload] = await server.router.receive();
-      let m: WorkerMessage;
-      try {
-        m = decode<WorkerMessage>(payload);
-      } catch {
-        continue;
-      }
-      if (typeof m?.rank !== 'number') continue;
-      onAny(m);
-      inbox.deliver(m);
+interface ReceiveHandlers {
+  onMessage(m: WorkerMessage): void;
+  /** A frame that is not a worker message; `rank` when it came from a registered worker. */
+  onInvalid(e: SlferError, rank: number | undefined): void;
+}
+
+async function receiveLoop(server: RendezvousServer, inbox: Inbox, on: ReceiveHandlers): Promise<void> {
+  for (;;) {
+    let frames: Buffer[];
+    try {
+      frames = await server.router.receive();
+    } catch {
+      return; // The router closed: the run is over.
     }
-  } catch {
-    // The router closed: the run is over.
+    const [routingId, payload] = frames;
+    const rank = server.registrations.findIndex((r) => r !== undefined && payload !== undefined && Buffer.compare(r.routingId, routingId) === 0);
+    const from = rank >= 0 ? `worker rank ${rank}` : 'an unregistered peer';
+    let m: WorkerMessage;
+    try {
+      if (payload === undefined || frames.length !== 2) throw errors.controlMessageInvalid(from, `${frames.length} frames where one message has 2 (routing id, payload)`);
+      m = decodeWorkerMessage(payload, from);
+      if (rank >= 0 && m.rank !== rank) throw errors.controlMessageInvalid(from, `a message that claims to come from rank ${m.rank}`);
+    } catch (e) {
+      on.onInvalid(e as SlferError, rank >= 0 ? rank : undefined);
+      continue;
+    }
+    if (rank < 0) {
+      on.onInvalid(errors.controlMessageInvalid(from, `a "${m.type}" message from a peer that did not register`), undefined);
+      continue;
+    }
+    on.onMessage(m);
+    inbox.deliver(m);
   }
 }
 

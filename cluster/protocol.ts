@@ -1,42 +1,74 @@
 import { pack, unpack } from 'msgpackr';
-import type { WireError } from '../src/errors.js';
+import { z } from 'zod';
+import { errors } from '../src/errors.js';
 
 /**
  * Control messages between the coordinator and its workers, after the rendezvous (see
  * collective/rendezvous.ts), on the same Router/Dealer pair: one msgpackr frame each, with a `type`.
  * Small by design: gradients and weights never travel here, they go around the ring as raw frames.
+ * One schema per direction, checked on receipt: a frame that is not one of these messages is a typed
+ * error, never a cast.
  */
 
-export interface EpochReport {
-  images: number;
-  seconds: number;
-  computeMs: number;
-  reduceMs: number;
-  waitMs: number;
-  lossSums: { total: number; expression: number; segmentation: number; components: number };
-  skipped: { path: string; reason: string }[];
+const skippedFile = z.strictObject({ path: z.string(), reason: z.string() });
+const rank = z.number().int().nonnegative();
+const count = z.number().nonnegative();
+
+const EpochReportSchema = z.strictObject({
+  images: count,
+  seconds: count,
+  computeMs: count,
+  reduceMs: count,
+  waitMs: count,
+  lossSums: z.strictObject({ total: z.number(), expression: z.number(), segmentation: z.number(), components: z.number() }),
+  skipped: z.array(skippedFile),
   /** This rank's share of the test split: confusion counts [true][predicted]. */
-  confusion: number[][];
-  evalSkipped: { path: string; reason: string }[];
+  confusion: z.array(z.array(count)),
+  evalSkipped: z.array(skippedFile),
   /** SHA-256 of the weights and BN statistics after the epoch (must be equal on every rank). */
-  checksum: string;
-}
+  checksum: z.string().regex(/^[0-9a-f]{64}$/),
+});
+export type EpochReport = z.infer<typeof EpochReportSchema>;
 
-export type WorkerMessage =
-  | { type: 'ready'; rank: number; backend: string; reason: string; stepsPerEpoch: number; parameters: number; trainImages: number; testImages: number }
-  | { type: 'heartbeat'; rank: number }
-  | { type: 'progress'; rank: number; epoch: number; step: number; steps: number; loss: number; images: number }
-  | ({ type: 'epoch-done'; rank: number; epoch: number } & EpochReport)
-  | { type: 'checkpointed'; rank: number; epoch: number; path: string }
-  | { type: 'failed'; rank: number; error: WireError };
+const wireError = z.strictObject({ code: z.string(), message: z.string(), hint: z.string() });
 
-export type CoordinatorMessage =
-  | { type: 'epoch'; epoch: number }
-  | { type: 'checkpoint'; epoch: number; testAccuracy: number; best: boolean }
-  | { type: 'stop' };
+const WorkerMessageSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('ready'), rank, backend: z.string(), reason: z.string(), stepsPerEpoch: count, parameters: count, trainImages: count, testImages: count }),
+  z.strictObject({ type: z.literal('heartbeat'), rank }),
+  z.strictObject({ type: z.literal('progress'), rank, epoch: count, step: count, steps: count, loss: z.number(), images: count }),
+  EpochReportSchema.extend({ type: z.literal('epoch-done'), rank, epoch: count }),
+  z.strictObject({ type: z.literal('checkpointed'), rank, epoch: count, path: z.string() }),
+  // The code is checked against SlferErrorCode by fromWire on arrival, which reports a bad one.
+  z.strictObject({ type: z.literal('failed'), rank, error: wireError }),
+]);
+export type WorkerMessage = z.infer<typeof WorkerMessageSchema>;
+
+const CoordinatorMessageSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('epoch'), epoch: count }),
+  z.strictObject({ type: z.literal('checkpoint'), epoch: count, testAccuracy: z.number(), best: z.boolean() }),
+  z.strictObject({ type: z.literal('stop') }),
+]);
+export type CoordinatorMessage = z.infer<typeof CoordinatorMessageSchema>;
 
 export const encode = (m: WorkerMessage | CoordinatorMessage): Buffer => pack(m);
-export const decode = <T extends WorkerMessage | CoordinatorMessage>(b: Buffer): T => unpack(b) as T;
+
+/** A frame as one of `schema`'s messages, or SLFER_CLUSTER_PROTOCOL saying what is wrong with it. */
+function decodeAs<T>(schema: z.ZodType<T>, b: Buffer, from: string): T {
+  let value: unknown;
+  try {
+    value = unpack(b);
+  } catch (e) {
+    throw errors.controlMessageInvalid(from, `a ${b.length}-byte frame that is not msgpack (${(e as Error).message})`);
+  }
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  const type = typeof value === 'object' && value !== null && 'type' in value ? `"${String((value as { type: unknown }).type)}" ` : '';
+  throw errors.controlMessageInvalid(from, `a ${type}message whose field "${issue.path.join('.') || '(root)'}" ${issue.message}`);
+}
+
+export const decodeWorkerMessage = (b: Buffer, from: string): WorkerMessage => decodeAs(WorkerMessageSchema, b, from);
+export const decodeCoordinatorMessage = (b: Buffer): CoordinatorMessage => decodeAs(CoordinatorMessageSchema, b, 'the coordinator');
 
 /** Environment variables a worker process is started with. */
 export const ENV = {

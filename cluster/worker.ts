@@ -15,7 +15,7 @@ import { compiledSibling } from '../src/util/compiled-path.js';
 import { Ring } from './collective/ring.js';
 import { rendezvous } from './collective/rendezvous.js';
 import { RingGradientReducer } from './gradient-reducer.js';
-import { decode, encode, ENV, type CoordinatorMessage, type WorkerMessage } from './protocol.js';
+import { decodeCoordinatorMessage, encode, ENV, type CoordinatorMessage, type WorkerMessage } from './protocol.js';
 
 /**
  * One worker process of `slfer-dist launch`: the single-process trainer's TrainingSession on this
@@ -35,7 +35,7 @@ control.connect(coordinator);
 let sending: Promise<void> = Promise.resolve();
 /** One send at a time on the control socket (zeromq allows a single pending send). */
 const send = (m: WorkerMessage): Promise<void> => (sending = sending.then(() => control.send(encode(m))));
-const receive = async (): Promise<CoordinatorMessage> => decode<CoordinatorMessage>((await control.receive())[0]);
+const receive = async (): Promise<CoordinatorMessage> => decodeCoordinatorMessage((await control.receive())[0]);
 
 const heartbeat = new Worker(compiledSibling(import.meta.url, 'heartbeat-thread.js'), {
   workerData: { endpoint: coordinator, rank, intervalMs: Number(process.env[ENV.heartbeatMs] ?? 1000) },

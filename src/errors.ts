@@ -184,6 +184,12 @@ export const errors = {
       `rank ${rank}: unexpected message from rank ${peer}: ${problem}`,
       'every rank must call the same collectives in the same order, with buffers of the same length and the same options',
     ),
+  controlMessageInvalid: (from: string, problem: string) =>
+    new SlferError(
+      'SLFER_CLUSTER_PROTOCOL',
+      `control message from ${from} refused: ${problem}`,
+      'every process of a run must be the same slfer-dist version; if something else is sending to the run\'s ports, keep it off them',
+    ),
   clusterRingUnusable: (rank: number, state: string, cause?: unknown) =>
     new SlferError(
       'SLFER_CLUSTER_RING_UNUSABLE',
