@@ -1,30 +1,28 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { mergeConfig, resolveConfig, type Config, type ConfigInput } from '../src/config.js';
+import { join } from 'node:path';
+import type { SkippedFile } from '../src/data/types.js';
 import { errors, fromWire, SlferError } from '../src/errors.js';
-import { loadCheckpoint } from '../src/train/checkpoint.js';
-import { ConfusionMatrix } from '../src/train/metrics.js';
+import { variantParts } from '../src/model/config.js';
 import { learningRate } from '../src/train/adam.js';
-import { appendMetrics, readMetrics, RUN_FILES, writeReport, writeRunConfig, type EpochMetrics, type Report } from '../src/train/run-files.js';
+import { ConfusionMatrix, type EvalResult } from '../src/train/metrics.js';
+import { appendMetrics, type EpochMetrics, type Report } from '../src/train/run-files.js';
+import { finishRun, openRun, RunProgress, type RunOptions } from '../src/train/run-lifecycle.js';
 import { prepareData, type TrainEvents } from '../src/train/trainer.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
 import { compiledSibling } from '../src/util/compiled-path.js';
 import { RING_EXEC_ARGV, ringProcessEnv } from './collective/process-setup.js';
 import { RendezvousServer } from './collective/rendezvous.js';
+import { summariseEpoch, type RankTiming } from './epoch-summary.js';
 import { assignGpus, gpuEnv, queryGpus, type Gpu } from './gpus.js';
-import { decodeWorkerMessage, encode, ENV, type CoordinatorMessage, type EpochReport, type WorkerMessage } from './protocol.js';
+import { decodeWorkerMessage, encode, ENV, type CoordinatorMessage, type WorkerMessage } from './protocol.js';
 
-export interface LaunchOptions {
-  config?: ConfigInput;
+/** RunOptions: the config, run folder and checkpoint to resume, as for `train`. */
+export interface LaunchOptions extends RunOptions {
   /** CPU workers (single-node dev mode). Default 2 when `gpus` is not given. */
   workers?: number;
   /** One worker per GPU, each pinned to its device. */
   gpus?: number;
-  out?: string;
-  /** Run folder or checkpoint to continue from. */
-  resume?: string;
   transport?: 'tcp' | 'ipc';
   /** Gradient bucket size in MB (DDP's bucket_cap_mb; default 25). */
   bucketMb?: number;
@@ -38,15 +36,7 @@ export interface LaunchOptions {
   events?: LaunchEvents;
 }
 
-export interface RankTiming {
-  epoch: number;
-  rank: number;
-  seconds: number;
-  computeSeconds: number;
-  allReduceSeconds: number;
-  dataWaitSeconds: number;
-  images: number;
-}
+export type { RankTiming };
 
 export interface LaunchEvents extends TrainEvents {
   /** After each epoch: every rank's time split. */
@@ -82,7 +72,6 @@ interface WorkerProc {
  */
 export async function launch(options: LaunchOptions = {}): Promise<LaunchResult> {
   const log = options.events?.log ?? (() => {});
-  const started = Date.now();
   const gpus = options.gpus;
   const worldSize = gpus ?? options.workers ?? 2;
   if (!Number.isInteger(worldSize) || worldSize < 1) throw errors.invalidArgument('launch', `${worldSize} workers`, 'pass --workers N or --gpus N with N >= 1');
@@ -92,22 +81,16 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
     assigned = assignGpus(have.gpus, gpus, process.env.CUDA_VISIBLE_DEVICES, have.how);
   }
 
-  const resumed = options.resume ? loadCheckpoint(options.resume) : undefined;
-  let config: Config = resumed
-    ? resolveConfig(mergeConfig(resumed.config, { train: { epochs: options.config?.train?.epochs } }), 'resumed config')
-    : resolveConfig(options.config ?? {}, 'config');
-  // Dev mode trains on the CPU engine; threads split the cores between the workers' decoders.
-  if (gpus === undefined && config.engine.backend === 'auto') config = { ...config, engine: { backend: 'wasm' } };
-  if (config.data.threads === undefined) config = { ...config, data: { ...config.data, threads: Math.max(1, Math.floor(availableParallelism() / worldSize) - 1) } };
-  const runDir = resolve(options.out ?? (resumed ? dirname(dirname(resumed.path)) : join('runs', new Date().toISOString().replace(/[:.]/g, '-').replace('T', '_').slice(0, 19))));
-  if (!resumed && existsSync(join(runDir, RUN_FILES.metrics))) {
-    throw errors.invalidArgument('run folder', `${runDir} already holds a run`, 'continue it with --resume, or choose another --out');
-  }
-  mkdirSync(runDir, { recursive: true });
-  writeRunConfig(runDir, config);
+  const run = openRun(options, (c) => {
+    // Dev mode trains on the CPU engine; threads split the cores between the workers' decoders.
+    if (gpus === undefined && c.engine.backend === 'auto') c = { ...c, engine: { backend: 'wasm' } };
+    if (c.data.threads === undefined) c = { ...c, data: { ...c.data, threads: Math.max(1, Math.floor(availableParallelism() / worldSize) - 1) } };
+    return c;
+  });
+  const { config, runDir, resumed, startEpoch } = run;
   // Once, here: generates the synthetic set if needed (workers racing to write it would collide)
   // and stops on bad labels or missing masks before any worker starts.
-  await prepareData(config, log);
+  const { splits } = await prepareData(config, log);
 
   const server = new RendezvousServer({ worldSize, port: options.port });
   const endpoint = await server.bind();
@@ -208,13 +191,11 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
     if (assigned) for (const r of ready) log(`  rank ${r.rank}: GPU ${assigned[r.rank].index} ${assigned[r.rank].uuid} (${assigned[r.rank].name}) → ${r.backend}: ${r.reason}`);
 
     const { epochs, milestones, gamma, batchSize } = config.train;
-    const startEpoch = resumed?.epoch ?? 0;
-    let best = resumed ? Math.max(-1, ...readMetrics(runDir).filter((m) => m.epoch <= startEpoch).map((m) => m.testAccuracy)) : -1;
-    let lastCheckpoint = '';
-    let bestCheckpoint = '';
+    const progress = new RunProgress(run);
     const timings: RankTiming[] = [];
-    const skipped = new Map<string, { path: string; reason: string }>();
-    let finalEval: ReturnType<ConfusionMatrix['result']> | undefined;
+    const skipped: SkippedFile[] = [];
+    let finalEval: EvalResult | undefined;
+    const parts = variantParts(config.model.variant);
     for (let epoch = startEpoch; epoch < epochs; epoch++) {
       const lr = learningRate(config.train.lr, epoch, milestones, gamma);
       options.events?.epochStart?.({ epoch: epoch + 1, epochs, steps: ready[0].stepsPerEpoch, lr });
@@ -226,47 +207,26 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
       };
       inbox.progress = [];
       await orFail(broadcast({ type: 'epoch', epoch }));
-      const done = await orFail(inbox.fromAll('epoch-done', worldSize));
-      const sums = new Set(done.map((d) => d.checksum));
-      if (sums.size !== 1) throw errors.clusterDiverged(epoch + 1, done.map((d) => `rank ${d.rank} ${d.checksum.slice(0, 12)}`).join(', '));
-      const cm = new ConfusionMatrix();
-      for (const d of done) cm.counts.forEach((row, i) => row.forEach((_, j) => (row[j] += d.confusion[i][j])));
-      const ev = cm.result();
-      finalEval = ev;
-      for (const d of done) for (const s of [...d.skipped, ...d.evalSkipped]) skipped.set(s.path, s);
-      const epochTimings = done.map((d) => rankTiming(epoch + 1, d));
-      timings.push(...epochTimings);
-      const m = distributedMetrics(epoch, done, ev, lr, backend, epochTimings);
-      const isBest = m.testAccuracy > best;
-      if (isBest) best = m.testAccuracy;
+      const summary = summariseEpoch(epoch, await orFail(inbox.fromAll('epoch-done', worldSize)), lr, backend, parts);
+      const m = summary.metrics;
+      finalEval = summary.evaluation;
+      skipped.push(...summary.skipped);
+      timings.push(...summary.timings);
+      const isBest = progress.improves(m);
       await orFail(send(0, { type: 'checkpoint', epoch: epoch + 1, testAccuracy: m.testAccuracy, best: isBest }));
       const [ck] = await orFail(inbox.fromRanks('checkpointed', [0]));
-      lastCheckpoint = ck.path;
-      if (isBest) bestCheckpoint = ck.path;
+      progress.checkpointed(ck.path, isBest);
       appendMetrics(runDir, m);
       writeFileAtomic(join(runDir, 'timings.json'), JSON.stringify(timings, null, 1) + '\n');
       options.events?.epochEnd?.(m);
-      options.events?.timings?.(epochTimings);
-      log(`  checksum ${done[0].checksum.slice(0, 16)} equal on all ${worldSize} ranks`);
+      options.events?.timings?.(summary.timings);
+      log(`  checksum ${summary.checksum.slice(0, 16)} equal on all ${worldSize} ranks`);
     }
-    const metrics = readMetrics(runDir);
-    const evalResult = finalEval ?? new ConfusionMatrix().result();
-    const report: Report = {
-      ...evalResult,
-      skipped: [...skipped.values()],
-      variant: config.model.variant,
-      backend,
-      dataset: config.data.dataset,
-      epochs,
-      trainImagesPerSec: metrics.length ? metrics.reduce((a, x) => a + x.imagesPerSec, 0) / metrics.length : 0,
-      elapsedSeconds: (Date.now() - started) / 1000,
-      checkpoint: lastCheckpoint,
-    };
-    await writeReport(runDir, report);
+    const { report, metrics } = await finishRun(run, { evaluation: finalEval ?? new ConfusionMatrix().result(), skipped, backend, dataset: splits.name, checkpoint: progress.lastCheckpoint });
     stopping = true;
     await broadcast({ type: 'stop' });
     await waitForExit(procs, 10_000);
-    return { runDir, report, metrics, lastCheckpoint, bestCheckpoint: bestCheckpoint || lastCheckpoint, timings, workers: worldSize, backend };
+    return { runDir, report, metrics, lastCheckpoint: progress.lastCheckpoint, bestCheckpoint: progress.bestOrLast, timings, workers: worldSize, backend };
   } finally {
     stopping = true;
     clearInterval(watchdog);
@@ -274,49 +234,6 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
     await killAll(procs);
     server.close();
   }
-}
-
-function rankTiming(epoch: number, d: EpochReport & { rank: number }): RankTiming {
-  return {
-    epoch,
-    rank: d.rank,
-    seconds: d.seconds,
-    computeSeconds: d.computeMs / 1000,
-    allReduceSeconds: d.reduceMs / 1000,
-    dataWaitSeconds: d.waitMs / 1000,
-    images: d.images,
-  };
-}
-
-function distributedMetrics(
-  epoch: number,
-  done: (EpochReport & { rank: number })[],
-  ev: ReturnType<ConfusionMatrix['result']>,
-  lr: number,
-  backend: string,
-  t: RankTiming[],
-): EpochMetrics {
-  const images = done.reduce((a, d) => a + d.images, 0);
-  const seconds = Math.max(...done.map((d) => d.seconds));
-  const per = (k: keyof EpochReport['lossSums']) => done.reduce((a, d) => a + d.lossSums[k], 0) / Math.max(1, images);
-  const slowest = t.reduce((a, b) => (b.seconds > a.seconds ? b : a));
-  return {
-    epoch: epoch + 1,
-    trainLoss: per('total'),
-    trainLossParts: { expression: per('expression'), segmentation: per('segmentation'), components: per('components') },
-    testAccuracy: ev.accuracy,
-    meanClassAccuracy: ev.meanClassAccuracy,
-    lr,
-    imagesPerSec: images / seconds,
-    epochSeconds: seconds,
-    dataWaitSeconds: Math.max(...t.map((x) => x.dataWaitSeconds)),
-    backend,
-    skipped: done.reduce((a, d) => a + d.skipped.length + d.evalSkipped.length, 0),
-    workers: done.length,
-    computeSeconds: Math.max(...t.map((x) => x.computeSeconds)),
-    allReduceSeconds: Math.max(...t.map((x) => x.allReduceSeconds)),
-    slowestRank: slowest.rank,
-  };
 }
 
 type Of<T extends WorkerMessage['type']> = Extract<WorkerMessage, { type: T }>;

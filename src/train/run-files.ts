@@ -31,11 +31,11 @@ export interface EpochMetrics {
   dataWaitSeconds: number;
   backend: string;
   skipped: number;
-  /** Distributed runs (slfer-dist launch): workers, and the slowest rank's time split. */
-  workers?: number;
-  computeSeconds?: number;
-  allReduceSeconds?: number;
-  slowestRank?: number;
+  /** Processes that trained (1 for `train`), and the slowest rank's time split. */
+  workers: number;
+  computeSeconds: number;
+  allReduceSeconds: number;
+  slowestRank: number;
 }
 
 /** report.json: the final test evaluation (count = test images used) and what produced it. */

@@ -1,0 +1,106 @@
+/**
+ * What every run does around its epochs, whether one process trains (`train`) or a worker group
+ * does (`launch`): resolve the config (a resumed run keeps its own), claim the run folder, know where
+ * it starts, track the best epoch, and end with report.json. One place, so both leave the same files
+ * with the same fields.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { mergeConfig, resolveConfig, type Config, type ConfigInput } from '../config.js';
+import type { SkippedFile } from '../data/types.js';
+import { errors } from '../errors.js';
+import { loadCheckpoint } from './checkpoint.js';
+import type { EvalResult } from './metrics.js';
+import { readMetrics, RUN_FILES, writeReport, writeRunConfig, type EpochMetrics, type Report } from './run-files.js';
+
+export interface RunOptions {
+  /** Full or partial config (paper defaults fill the rest); an unknown field is an error. */
+  config?: ConfigInput;
+  /** Run folder; default runs/<timestamp>, or the resumed run's folder. */
+  out?: string;
+  /** A run folder or checkpoint to continue from; `config` may then only change train.epochs. */
+  resume?: string;
+}
+
+export interface OpenedRun {
+  config: Config;
+  runDir: string;
+  resumed?: ReturnType<typeof loadCheckpoint>;
+  /** The first epoch to train (0-based): after the resumed checkpoint's. */
+  startEpoch: number;
+  /** Milliseconds since the epoch, when the run (this attempt) began. */
+  started: number;
+}
+
+/**
+ * Resolves the config, creates the run folder and writes config.json. `adjust` lets the caller fill
+ * what depends on how it runs (launch's engine and decoding threads) before the config is recorded.
+ */
+export function openRun(o: RunOptions, adjust: (c: Config) => Config = (c) => c): OpenedRun {
+  const started = Date.now();
+  const resumed = o.resume ? loadCheckpoint(o.resume) : undefined;
+  const config = adjust(
+    resumed ? resolveConfig(mergeConfig(resumed.config, { train: { epochs: o.config?.train?.epochs } }), 'resumed config') : resolveConfig(o.config ?? {}, 'config'),
+  );
+  const runDir = resolve(o.out ?? (resumed ? dirname(dirname(resumed.path)) : join('runs', timestamp())));
+  if (!resumed && existsSync(join(runDir, RUN_FILES.metrics))) {
+    throw errors.invalidArgument('run folder', `${runDir} already holds a run`, 'continue it with --resume, or choose another --out');
+  }
+  mkdirSync(runDir, { recursive: true });
+  writeRunConfig(runDir, config);
+  return { config, runDir, resumed, startEpoch: resumed?.epoch ?? 0, started };
+}
+
+/** The best test accuracy so far (a resumed run remembers its earlier epochs) and the checkpoints. */
+export class RunProgress {
+  private best: number;
+  lastCheckpoint = '';
+  private bestCheckpoint = '';
+
+  constructor(run: OpenedRun) {
+    this.best = run.resumed ? Math.max(-1, ...readMetrics(run.runDir).filter((m) => m.epoch <= run.startEpoch).map((m) => m.testAccuracy)) : -1;
+  }
+
+  /** Whether this epoch's accuracy is the best yet (it then becomes the best). */
+  improves(m: EpochMetrics): boolean {
+    if (m.testAccuracy <= this.best) return false;
+    this.best = m.testAccuracy;
+    return true;
+  }
+
+  checkpointed(path: string, best: boolean): void {
+    this.lastCheckpoint = path;
+    if (best) this.bestCheckpoint = path;
+  }
+
+  get bestOrLast(): string {
+    return this.bestCheckpoint || this.lastCheckpoint;
+  }
+}
+
+/** report.json (and the confusion matrix) from the final evaluation. */
+export async function finishRun(
+  run: OpenedRun,
+  o: { evaluation: EvalResult; skipped: SkippedFile[]; backend: string; dataset: string; checkpoint: string },
+): Promise<{ report: Report; metrics: EpochMetrics[] }> {
+  const metrics = readMetrics(run.runDir);
+  const seen = new Map<string, SkippedFile>();
+  for (const s of o.skipped) if (!seen.has(s.path)) seen.set(s.path, s);
+  const report: Report = {
+    ...o.evaluation,
+    skipped: [...seen.values()],
+    variant: run.config.model.variant,
+    backend: o.backend,
+    dataset: o.dataset,
+    epochs: run.config.train.epochs,
+    trainImagesPerSec: metrics.length ? metrics.reduce((a, m) => a + m.imagesPerSec, 0) / metrics.length : 0,
+    elapsedSeconds: (Date.now() - run.started) / 1000,
+    checkpoint: o.checkpoint,
+  };
+  await writeReport(run.runDir, report);
+  return { report, metrics };
+}
+
+function timestamp(): string {
+  return new Date().toISOString().replace(/[:.]/g, '-').replace('T', '_').slice(0, 19);
+}
