@@ -1,4 +1,3 @@
-import { fork, type ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { SkippedFile } from '../src/data/types.js';
@@ -15,7 +14,10 @@ import { RING_EXEC_ARGV, ringProcessEnv } from './collective/process-setup.js';
 import { RendezvousServer } from './collective/rendezvous.js';
 import { summariseEpoch, type RankTiming } from './epoch-summary.js';
 import { assignGpus, gpuEnv, queryGpus, type Gpu } from './gpus.js';
-import { decodeWorkerMessage, encode, ENV, type CoordinatorMessage, type WorkerMessage } from './protocol.js';
+import { FailurePolicy, type GroupFailure } from './failure-policy.js';
+import { decodeWorkerMessage, encode, type CoordinatorMessage, type WorkerMessage } from './protocol.js';
+import { WorkerGroup } from './worker-group.js';
+import { workerSpecEnv } from './worker-spec.js';
 
 /** RunOptions: the config, run folder and checkpoint to resume, as for `train`. */
 export interface LaunchOptions extends RunOptions {
@@ -54,14 +56,6 @@ export interface LaunchResult {
   backend: string;
 }
 
-interface WorkerProc {
-  rank: number;
-  child: ChildProcess;
-  stderrTail: string[];
-  lastBeat: number;
-  exited: boolean;
-}
-
 /**
  * `slfer-dist launch`: Ray Train's shape with DDP's mechanics. The coordinator spawns one worker
  * process per device, runs the rendezvous that gives them their ring, then drives the run epoch by
@@ -94,7 +88,7 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
 
   const server = new RendezvousServer({ worldSize, port: options.port });
   const endpoint = await server.bind();
-  const procs: WorkerProc[] = [];
+  const policy = new FailurePolicy(0);
   let failRun!: (e: SlferError) => void;
   let failure: SlferError | undefined;
   const failed = new Promise<never>((_, reject) => {
@@ -105,47 +99,45 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
     };
   });
   failed.catch(() => {});
+  // Every failure goes through the policy. Restarts are not implemented yet, so with any answer
+  // the run stops with the failure's typed error.
+  const fail = (f: GroupFailure) => failRun(policy.decide(f, 0).error);
   const orFail = <T>(p: Promise<T>): Promise<T> => Promise.race([p, failed]);
-  let stopping = false;
-  const onAbort = () => failRun(errors.aborted('the launched run'));
+  const onAbort = () => fail({ kind: 'aborted' });
   options.signal?.addEventListener('abort', onAbort);
 
-  for (let rank = 0; rank < worldSize; rank++) {
+  const specs = Array.from({ length: worldSize }, (_, rank) => {
     const env: NodeJS.ProcessEnv = {
       ...ringProcessEnv(),
-      [ENV.rank]: String(rank),
-      [ENV.worldSize]: String(worldSize),
-      [ENV.coordinator]: endpoint,
-      [ENV.runDir]: runDir,
-      [ENV.transport]: options.transport ?? 'tcp',
-      [ENV.bucketBytes]: String(Math.round((options.bucketMb ?? 25) * 1024 * 1024)),
-      [ENV.compression]: options.compression ?? 'none',
+      ...workerSpecEnv({
+        rank,
+        worldSize,
+        coordinator: endpoint,
+        runDir,
+        resume: resumed?.path,
+        transport: options.transport ?? 'tcp',
+        bucketBytes: Math.round((options.bucketMb ?? 25) * 1024 * 1024),
+        compression: options.compression ?? 'none',
+      }),
     };
-    if (resumed) env[ENV.resume] = resumed.path;
     // Pinning: each GPU engine sees only this rank's GPU (cluster/gpus.ts).
     if (assigned) Object.assign(env, gpuEnv(assigned[rank]));
     // CPU workers split the cores: each engine's native kernels (OpenMP) get their share, so N
     // workers do not oversubscribe the machine N times over. A user's OMP_NUM_THREADS wins.
     else if (process.env.OMP_NUM_THREADS === undefined) env.OMP_NUM_THREADS = String(Math.max(1, Math.floor(availableParallelism() / worldSize)));
-    const child = fork(compiledSibling(import.meta.url, 'worker.js'), [], { env, execArgv: [...RING_EXEC_ARGV], stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
-    const proc: WorkerProc = { rank, child, stderrTail: [], lastBeat: Date.now(), exited: false };
-    const keep = (chunk: Buffer) => {
-      for (const line of chunk.toString('utf8').split('\n').filter((l) => l.trim())) {
-        proc.stderrTail.push(line);
-        if (proc.stderrTail.length > 20) proc.stderrTail.shift();
-        if (rank === 0 && /^\[rank 0\] /.test(line)) log(line.replace(/^\[rank 0\] /, ''));
-      }
-    };
-    child.stderr!.on('data', keep);
-    child.stdout!.on('data', keep);
-    child.on('exit', (code, signal) => {
-      proc.exited = true;
-      if (!stopping || code !== 0) {
-        if (!stopping) failRun(errors.clusterWorkerFailed(rank, signal ? `was killed by ${signal}` : `exited with code ${code}`, proc.stderrTail.slice(-10)));
-      }
-    });
-    procs.push(proc);
-  }
+    return { entry: compiledSibling(import.meta.url, 'worker.js'), env, execArgv: [...RING_EXEC_ARGV] };
+  });
+  const group = new WorkerGroup(specs, {
+    output: 'tail',
+    heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? 5000,
+    onLine: (rank, line) => {
+      if (rank === 0 && /^\[rank 0\] /.test(line)) log(line.replace(/^\[rank 0\] /, ''));
+    },
+    onExit: (rank, how, lastWords) => fail({ kind: 'exited', rank, how, lastWords }),
+    onSpawnError: (rank, error) => fail({ kind: 'spawn-error', rank, error }),
+    onSilent: (rank, seconds) => fail({ kind: 'silent', rank, seconds }),
+  });
+  group.start();
 
   const inbox = new Inbox();
   const logged = new Set<string>();
@@ -153,13 +145,6 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
     if (!logged.has(line)) log(`ignored: ${line}`);
     logged.add(line);
   };
-  const watchdog = setInterval(() => {
-    const now = Date.now();
-    for (const p of procs) {
-      const silent = now - p.lastBeat;
-      if (!p.exited && silent > (options.heartbeatTimeoutMs ?? 5000)) failRun(errors.clusterHeartbeatLost(p.rank, silent / 1000));
-    }
-  }, 250);
   const send = async (rank: number, m: CoordinatorMessage) => {
     const reg = server.registrations[rank];
     if (reg) await server.router.send([reg.routingId, encode(m)]);
@@ -170,21 +155,17 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
 
   try {
     await orFail(server.waitForRanks());
-    for (const p of procs) p.lastBeat = Date.now();
     void receiveLoop(server, inbox, {
       onMessage: (m) => {
-        const p = procs[m.rank];
-        if (p) p.lastBeat = Date.now();
-        if (m.type === 'failed') {
-          const e = fromWire(m.error, `worker rank ${m.rank}`);
-          failRun(new SlferError(e.code, `worker rank ${m.rank}: ${e.message}`, e.hint));
-        }
+        group.beat(m.rank);
+        if (m.type === 'failed') fail({ kind: 'reported', rank: m.rank, error: fromWire(m.error, `worker rank ${m.rank}`) });
       },
       // A worker of this run that sends what the protocol does not know is a bug: stop, saying so.
       // Anything else on the port is not ours to obey: logged once, and the run goes on.
-      onInvalid: (e, rank) => (rank === undefined ? logOnce(e.message) : failRun(e)),
+      onInvalid: (e, rank) => (rank === undefined ? logOnce(e.message) : fail({ kind: 'protocol', rank, error: e })),
     });
     const ready = await orFail(inbox.fromAll('ready', worldSize));
+    group.healthy();
     const backend = ready[0].backend;
     log(`launched ${worldSize} workers on ${backend} (${ready[0].reason}); ${ready[0].parameters.toLocaleString('en-US')} parameters; ${ready[0].trainImages} train / ${ready[0].testImages} test images; ${ready[0].stepsPerEpoch} steps per epoch per worker`);
     // One line per rank: which GPU it was given and what its engine made of it (the adapter).
@@ -223,15 +204,14 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
       log(`  checksum ${summary.checksum.slice(0, 16)} equal on all ${worldSize} ranks`);
     }
     const { report, metrics } = await finishRun(run, { evaluation: finalEval ?? new ConfusionMatrix().result(), skipped, backend, dataset: splits.name, checkpoint: progress.lastCheckpoint });
-    stopping = true;
+    const stopped = group.stop(10_000);
     await broadcast({ type: 'stop' });
-    await waitForExit(procs, 10_000);
+    // The run's files are complete by now; a worker that then exits unclean is worth a line, not a failed run.
+    if ((await stopped) !== 'SUCCEEDED') log('warning: not every worker exited with code 0 after the run');
     return { runDir, report, metrics, lastCheckpoint: progress.lastCheckpoint, bestCheckpoint: progress.bestOrLast, timings, workers: worldSize, backend };
   } finally {
-    stopping = true;
-    clearInterval(watchdog);
     options.signal?.removeEventListener('abort', onAbort);
-    await killAll(procs);
+    await group.stop();
     server.close();
   }
 }
@@ -311,17 +291,4 @@ async function receiveLoop(server: RendezvousServer, inbox: Inbox, on: ReceiveHa
     on.onMessage(m);
     inbox.deliver(m);
   }
-}
-
-async function waitForExit(procs: WorkerProc[], ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (procs.some((p) => !p.exited) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-}
-
-/** SIGTERM, then SIGKILL for whatever is still there after 3 s: no worker outlives the run. */
-async function killAll(procs: WorkerProc[]): Promise<void> {
-  for (const p of procs) if (!p.exited) p.child.kill('SIGTERM');
-  await waitForExit(procs, 3000);
-  for (const p of procs) if (!p.exited) p.child.kill('SIGKILL');
-  await waitForExit(procs, 2000);
 }

@@ -69,16 +69,3 @@ function decodeAs<T>(schema: z.ZodType<T>, b: Buffer, from: string): T {
 
 export const decodeWorkerMessage = (b: Buffer, from: string): WorkerMessage => decodeAs(WorkerMessageSchema, b, from);
 export const decodeCoordinatorMessage = (b: Buffer): CoordinatorMessage => decodeAs(CoordinatorMessageSchema, b, 'the coordinator');
-
-/** Environment variables a worker process is started with. */
-export const ENV = {
-  rank: 'SLFER_RANK',
-  worldSize: 'SLFER_WORLD_SIZE',
-  coordinator: 'SLFER_COORDINATOR',
-  runDir: 'SLFER_RUN_DIR',
-  resume: 'SLFER_RESUME',
-  transport: 'SLFER_TRANSPORT',
-  bucketBytes: 'SLFER_BUCKET_BYTES',
-  compression: 'SLFER_COMPRESSION',
-  heartbeatMs: 'SLFER_HEARTBEAT_MS',
-} as const;

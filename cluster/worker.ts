@@ -15,17 +15,24 @@ import { compiledSibling } from '../src/util/compiled-path.js';
 import { Ring } from './collective/ring.js';
 import { rendezvous } from './collective/rendezvous.js';
 import { RingGradientReducer } from './gradient-reducer.js';
-import { decodeCoordinatorMessage, encode, ENV, type CoordinatorMessage, type WorkerMessage } from './protocol.js';
+import { decodeCoordinatorMessage, encode, type CoordinatorMessage, type WorkerMessage } from './protocol.js';
+import { readWorkerSpec, type WorkerSpec } from './worker-spec.js';
 
 /**
  * One worker process of `slfer-dist launch`: the single-process trainer's TrainingSession on this
  * rank's shard, with gradients averaged over the ring every step. It does what the coordinator
  * says, one command at a time (epoch, checkpoint, stop), and reports back on the control channel.
  */
-const rank = Number(process.env[ENV.rank]);
-const worldSize = Number(process.env[ENV.worldSize]);
-const coordinator = process.env[ENV.coordinator]!;
-const runDir = process.env[ENV.runDir]!;
+const spec = ((): WorkerSpec => {
+  try {
+    return readWorkerSpec();
+  } catch (e) {
+    // Before any socket exists: say what is wrong and leave (the coordinator reports the exit).
+    process.stderr.write(`${isSlferError(e) ? e.format() : String(e)}\n`);
+    process.exit(1);
+  }
+})();
+const { rank, worldSize, coordinator, runDir } = spec;
 
 // The coordinator is our parent: if it dies, there is nobody to report to.
 process.on('disconnect', () => process.exit(1));
@@ -38,12 +45,12 @@ const send = (m: WorkerMessage): Promise<void> => (sending = sending.then(() => 
 const receive = async (): Promise<CoordinatorMessage> => decodeCoordinatorMessage((await control.receive())[0]);
 
 const heartbeat = new Worker(compiledSibling(import.meta.url, 'heartbeat-thread.js'), {
-  workerData: { endpoint: coordinator, rank, intervalMs: Number(process.env[ENV.heartbeatMs] ?? 1000) },
+  workerData: { endpoint: coordinator, rank, intervalMs: spec.heartbeatMs },
 });
 
 async function main(): Promise<void> {
   const config: Config = resolveConfig(JSON.parse(readFileSync(join(runDir, RUN_FILES.config), 'utf8')), `${runDir}/config.json`);
-  const ring = new Ring({ rank, worldSize, transport: (process.env[ENV.transport] as 'tcp' | 'ipc') ?? 'tcp' });
+  const ring = new Ring({ rank, worldSize, transport: spec.transport });
   const endpoint = await ring.bind();
   const endpoints = await rendezvous(coordinator, { rank, worldSize, endpoint, dealer: control });
   await ring.connect(endpoints);
@@ -55,7 +62,7 @@ async function main(): Promise<void> {
   const log = (line: string) => process.stderr.write(`[rank ${rank}] ${line}\n`);
   const { splits } = await prepareData(config, rank === 0 ? log : () => {});
   const session = new TrainingSession(config, splits, rank, worldSize);
-  const resume = process.env[ENV.resume];
+  const resume = spec.resume;
   if (resume) session.restore(loadCheckpoint(resume));
   // Rank 0 alone reads a pretrained backbone; the broadcast below gives it to the others.
   else if (rank === 0 && config.model.pretrained) for (const line of formatPretrained(await loadPretrained(session.model, config.model.pretrained))) log(line);
@@ -64,8 +71,8 @@ async function main(): Promise<void> {
   const reducer = new RingGradientReducer(
     ring,
     session.model.store.params.map((p) => p.shape),
-    Number(process.env[ENV.bucketBytes] ?? 25 * 1024 * 1024),
-    (process.env[ENV.compression] as 'none' | 'fp16') ?? 'none',
+    spec.bucketBytes,
+    spec.compression,
   );
   await send({
     type: 'ready',

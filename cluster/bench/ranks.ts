@@ -1,7 +1,7 @@
-import { fork, type ChildProcess } from 'node:child_process';
 import { errors, fromWire, toWire, type WireError } from '../../src/errors.js';
 import { RING_EXEC_ARGV, ringProcessEnv } from '../collective/process-setup.js';
 import { RendezvousServer } from '../collective/rendezvous.js';
+import { WorkerGroup } from '../worker-group.js';
 
 /** What a benchmark rank sends its parent over the fork IPC channel. */
 export type RankMessage<R> = { type: 'result'; rank: number; result: R } | { type: 'error'; rank: number; error: WireError };
@@ -14,47 +14,41 @@ export type RankMessage<R> = { type: 'result'; rank: number; result: R } | { typ
 export async function runRanks<C, R>(entry: string, worldSize: number, configOf: (rank: number, coordinator: string) => C, deadlineMs: number): Promise<{ results: R[]; pids: number[] }> {
   const server = new RendezvousServer({ worldSize, timeoutMs: Math.min(deadlineMs, 120_000) });
   const coordinator = await server.bind();
-  const children: ChildProcess[] = [];
-  const exited: Promise<void>[] = [];
   const results = new Map<number, R>();
   let timer: NodeJS.Timeout | undefined;
+  let group: WorkerGroup | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
       timer = setTimeout(() => reject(errors.clusterBenchFailed(`not finished after ${Math.round(deadlineMs / 1000)} s`)), deadlineMs);
       server.waitForRanks().catch(reject);
-      for (let rank = 0; rank < worldSize; rank++) {
-        const child = fork(entry, [JSON.stringify(configOf(rank, coordinator))], { execArgv: [...RING_EXEC_ARGV], env: ringProcessEnv(), stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-        children.push(child);
-        exited.push(
-          new Promise((done) => {
-            child.once('exit', () => done());
-            child.once('error', () => child.pid === undefined && done()); // never started: no exit event
-          }),
-        );
-        child.on('error', (e) => reject(errors.clusterBenchFailed(`rank ${rank} could not run`, e)));
-        child.on('message', (m: RankMessage<R>) => {
+      const specs = Array.from({ length: worldSize }, (_, rank) => ({ entry, args: [JSON.stringify(configOf(rank, coordinator))], env: ringProcessEnv(), execArgv: [...RING_EXEC_ARGV] }));
+      group = new WorkerGroup(specs, {
+        output: 'inherit',
+        onSpawnError: (rank, e) => reject(errors.clusterBenchFailed(`rank ${rank} could not run`, e)),
+        onMessage: (rank, raw) => {
+          const m = raw as RankMessage<R>;
           if (m.type === 'error') {
             const e = fromWire(m.error, `rank ${rank}`);
             reject(e.code === 'SLFER_INTERNAL' ? errors.clusterBenchFailed(`rank ${rank}: ${m.error.message}`) : e);
-          }
-          else {
+          } else {
             results.set(m.rank, m.result);
             if (results.size === worldSize) resolve();
           }
-        });
-        child.on('exit', (code, signal) => {
-          if (!results.has(rank)) reject(errors.clusterBenchFailed(`rank ${rank} (pid ${child.pid}) exited (${signal ?? `code ${code}`}) before reporting`));
-        });
-      }
+        },
+        // A rank exits by itself once it has reported; before that, an exit is a failure.
+        onExit: (rank, how) => {
+          if (!results.has(rank)) reject(errors.clusterBenchFailed(`rank ${rank} (pid ${group?.pids[rank]}) ${how} before reporting`));
+        },
+      });
+      group.start();
     });
-    await Promise.race([Promise.all(exited), new Promise((r) => setTimeout(r, 5000).unref())]);
   } finally {
     clearTimeout(timer);
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    await Promise.all(exited);
+    // Ranks that reported leave by themselves; whatever is still there after 5 s is stopped.
+    await group?.stop(5000);
     server.close();
   }
-  return { results: Array.from({ length: worldSize }, (_, r) => results.get(r)!), pids: children.map((c) => c.pid!) };
+  return { results: Array.from({ length: worldSize }, (_, r) => results.get(r)!), pids: group!.pids };
 }
 
 /** The rank side: run `main`, report its result or its error to the parent, exit. */

@@ -57,7 +57,7 @@ describe('benchAllReduce (real worker processes)', () => {
     expect(victims).toHaveLength(2);
     await new Promise((r) => setTimeout(r, 500)); // well into the repetitions
     process.kill(victims[1], 'SIGKILL');
-    await expect(running).rejects.toMatchObject({ code: 'SLFER_CLUSTER_BENCH_FAILED', message: expect.stringMatching(/exited \(SIGKILL\) before reporting/) });
+    await expect(running).rejects.toMatchObject({ code: 'SLFER_CLUSTER_BENCH_FAILED', message: expect.stringMatching(/was killed by SIGKILL before reporting/) });
     for (const pid of victims) expect(alive(pid)).toBe(false);
     expect(children().filter((p) => !before.includes(p))).toEqual([]);
   });
