@@ -35,7 +35,8 @@ const wireError = z.strictObject({ code: z.string(), message: z.string(), hint: 
 const WorkerMessageSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('ready'), rank, backend: z.string(), reason: z.string(), stepsPerEpoch: count, parameters: count, trainImages: count, testImages: count }),
   z.strictObject({ type: z.literal('heartbeat'), rank }),
-  z.strictObject({ type: z.literal('progress'), rank, epoch: count, step: count, steps: count, loss: z.number(), images: count }),
+  // loss is NaN for a step whose every image was unreadable (no sample, no loss).
+  z.strictObject({ type: z.literal('progress'), rank, epoch: count, step: count, steps: count, loss: z.union([z.number(), z.nan()]), images: count }),
   EpochReportSchema.extend({ type: z.literal('epoch-done'), rank, epoch: count }),
   z.strictObject({ type: z.literal('checkpointed'), rank, epoch: count, path: z.string() }),
   // The code is checked against SlferErrorCode by fromWire on arrival, which reports a bad one.
