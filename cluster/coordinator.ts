@@ -1,12 +1,13 @@
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import type { SkippedFile } from '../src/data/types.js';
+import type { DatasetSplits, SkippedFile } from '../src/data/types.js';
 import { errors, fromWire, SlferError } from '../src/errors.js';
 import { variantParts } from '../src/model/config.js';
 import { learningRate } from '../src/train/adam.js';
 import { ConfusionMatrix, type EvalResult } from '../src/train/metrics.js';
 import { appendMetrics, type EpochMetrics, type Report } from '../src/train/run-files.js';
-import { finishRun, openRun, RunProgress, type RunOptions } from '../src/train/run-lifecycle.js';
+import { loadCheckpoint } from '../src/train/checkpoint.js';
+import { finishRun, openRun, RunProgress, type OpenedRun, type RunOptions } from '../src/train/run-lifecycle.js';
 import { prepareData, type TrainEvents } from '../src/train/trainer.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
 import { compiledSibling } from '../src/util/compiled-path.js';
@@ -14,7 +15,8 @@ import { RING_EXEC_ARGV, ringProcessEnv } from './collective/process-setup.js';
 import { RendezvousServer } from './collective/rendezvous.js';
 import { summariseEpoch, type RankTiming } from './epoch-summary.js';
 import { assignGpus, gpuEnv, queryGpus, type Gpu } from './gpus.js';
-import { FailurePolicy, type GroupFailure } from './failure-policy.js';
+import { AttemptLog, newestVerifiedCheckpoint } from './attempts.js';
+import { failureError, FailurePolicy, type GroupFailure } from './failure-policy.js';
 import { decodeWorkerMessage, encode, type CoordinatorMessage, type WorkerMessage } from './protocol.js';
 import { WorkerGroup } from './worker-group.js';
 import { workerSpecEnv } from './worker-spec.js';
@@ -34,6 +36,11 @@ export interface LaunchOptions extends RunOptions {
   port?: number;
   /** A worker silent for this long is declared lost (default 5 s). */
   heartbeatTimeoutMs?: number;
+  /**
+   * New attempts after a lost worker (torchrun's --max-restarts; default 0): every worker is stopped
+   * and the group starts again from the newest checkpoint whose checksum verifies.
+   */
+  maxRestarts?: number;
   signal?: AbortSignal;
   events?: LaunchEvents;
 }
@@ -43,6 +50,8 @@ export type { RankTiming };
 export interface LaunchEvents extends TrainEvents {
   /** After each epoch: every rank's time split. */
   timings?(t: RankTiming[]): void;
+  /** An attempt's worker processes, by rank, once spawned. */
+  workersStarted?(pids: number[], attempt: number): void;
 }
 
 export interface LaunchResult {
@@ -86,22 +95,86 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
   // and stops on bad labels or missing masks before any worker starts.
   const { splits } = await prepareData(config, log);
 
+  const policy = new FailurePolicy(options.maxRestarts ?? 0);
+  const attempts = new AttemptLog(runDir, !!resumed);
+  const timings: RankTiming[] = [];
+  const skipped: SkippedFile[] = [];
+  let resumeFrom = resumed?.path;
+  let attemptStart = startEpoch;
+  for (let restarts = 0; ; restarts++) {
+    const attempt = attempts.begin(resumeFrom, attemptStart);
+    // Timings of epochs this attempt redoes are replaced by its own.
+    timings.splice(0, timings.length, ...timings.filter((t) => t.epoch <= attemptStart));
+    try {
+      const result = await runAttempt({ options, log, worldSize, assigned, run, splits, resumeFrom, attemptStart, timings, skipped, attempt });
+      attempts.end({ outcome: 'succeeded' });
+      return result;
+    } catch (e) {
+      if (!(e instanceof AttemptFailed)) {
+        attempts.end({ outcome: 'failed', error: e });
+        throw e;
+      }
+      const decision = policy.decide(e.failure, restarts);
+      const again = attempts.failedAtSameStepAsLast(e.at);
+      attempts.end({ outcome: 'failed', error: decision.error, at: e.at });
+      if (decision.action === 'stop' || again) {
+        if (again && decision.action === 'restart') log(`not restarting: attempt ${attempt} failed at the same step as the one before (epoch ${e.at.epoch}, step ${e.at.step})`);
+        throw decision.error;
+      }
+      const from = newestVerifiedCheckpoint(runDir) ?? { path: resumed?.path, epoch: startEpoch };
+      log(`attempt ${attempt} failed: ${decision.error.message}`);
+      log(`restarting every worker (restart ${restarts + 1} of ${options.maxRestarts}) from ${from.path ?? 'the start'}`);
+      resumeFrom = from.path;
+      attemptStart = from.epoch;
+    }
+  }
+}
+
+interface AttemptContext {
+  options: LaunchOptions;
+  log: (line: string) => void;
+  worldSize: number;
+  assigned: Gpu[] | undefined;
+  run: OpenedRun;
+  splits: DatasetSplits;
+  /** The checkpoint every rank restores (undefined: a fresh start). */
+  resumeFrom: string | undefined;
+  attemptStart: number;
+  timings: RankTiming[];
+  skipped: SkippedFile[];
+  attempt: number;
+}
+
+/** A failure of the worker group that the policy may answer with a restart. */
+class AttemptFailed extends Error {
+  constructor(
+    readonly failure: GroupFailure,
+    readonly error: SlferError,
+    /** Where the group was when it failed: the epoch (1-based) and the slowest rank's step in it. */
+    readonly at: { epoch: number; step: number },
+  ) {
+    super(error.message);
+  }
+}
+
+/** One attempt: a rendezvous, a worker group, the epochs from `attemptStart` to the end. */
+async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
+  const { options, log, worldSize, assigned, run, splits, resumeFrom, attemptStart, timings, skipped } = ctx;
+  const { config, runDir } = run;
   const server = new RendezvousServer({ worldSize, port: options.port });
   const endpoint = await server.bind();
-  const policy = new FailurePolicy(0);
-  let failRun!: (e: SlferError) => void;
-  let failure: SlferError | undefined;
-  const failed = new Promise<never>((_, reject) => {
-    failRun = (e) => {
-      if (failure) return;
-      failure = e;
-      reject(e);
-    };
-  });
+  let failure: AttemptFailed | undefined;
+  let rejectFailed!: (e: AttemptFailed) => void;
+  const failed = new Promise<never>((_, reject) => (rejectFailed = reject));
   failed.catch(() => {});
-  // Every failure goes through the policy. Restarts are not implemented yet, so with any answer
-  // the run stops with the failure's typed error.
-  const fail = (f: GroupFailure) => failRun(policy.decide(f, 0).error);
+  // Where the group is, for "the same step failed twice".
+  let at = { epoch: attemptStart + 1, step: 0 };
+  // The first failure ends the attempt; the caller's policy decides what follows.
+  const fail = (f: GroupFailure) => {
+    if (failure) return;
+    failure = new AttemptFailed(f, failureError(f), at);
+    rejectFailed(failure);
+  };
   const orFail = <T>(p: Promise<T>): Promise<T> => Promise.race([p, failed]);
   const onAbort = () => fail({ kind: 'aborted' });
   options.signal?.addEventListener('abort', onAbort);
@@ -114,7 +187,7 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
         worldSize,
         coordinator: endpoint,
         runDir,
-        resume: resumed?.path,
+        resume: resumeFrom,
         transport: options.transport ?? 'tcp',
         bucketBytes: Math.round((options.bucketMb ?? 25) * 1024 * 1024),
         compression: options.compression ?? 'none',
@@ -138,6 +211,7 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
     onSilent: (rank, seconds) => fail({ kind: 'silent', rank, seconds }),
   });
   group.start();
+  options.events?.workersStarted?.(group.pids, ctx.attempt);
 
   const inbox = new Inbox();
   const logged = new Set<string>();
@@ -172,21 +246,21 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
     if (assigned) for (const r of ready) log(`  rank ${r.rank}: GPU ${assigned[r.rank].index} ${assigned[r.rank].uuid} (${assigned[r.rank].name}) → ${r.backend}: ${r.reason}`);
 
     const { epochs, milestones, gamma, batchSize } = config.train;
-    const progress = new RunProgress(run);
-    const timings: RankTiming[] = [];
-    const skipped: SkippedFile[] = [];
+    const progress = new RunProgress({ ...run, resumed: resumeFrom ? loadCheckpoint(resumeFrom) : undefined, startEpoch: attemptStart });
     let finalEval: EvalResult | undefined;
     const parts = variantParts(config.model.variant);
-    for (let epoch = startEpoch; epoch < epochs; epoch++) {
+    for (let epoch = attemptStart; epoch < epochs; epoch++) {
       const lr = learningRate(config.train.lr, epoch, milestones, gamma);
       options.events?.epochStart?.({ epoch: epoch + 1, epochs, steps: ready[0].stepsPerEpoch, lr });
       const t0 = Date.now();
       inbox.onProgress = (pr) => {
         // Global progress follows the slowest rank: a synchronous step is as fast as it is.
         const lag = inbox.progress.reduce((a, b) => (b.step < a.step ? b : a), pr);
+        at = { epoch: epoch + 1, step: lag.step };
         options.events?.step?.({ epoch: epoch + 1, step: lag.step, steps: lag.steps, loss: pr.loss, images: lag.step * batchSize * worldSize, seconds: (Date.now() - t0) / 1000 });
       };
       inbox.progress = [];
+      at = { epoch: epoch + 1, step: 0 };
       await orFail(broadcast({ type: 'epoch', epoch }));
       const summary = summariseEpoch(epoch, await orFail(inbox.fromAll('epoch-done', worldSize)), lr, backend, parts);
       const m = summary.metrics;

@@ -1,8 +1,8 @@
 /**
  * What a failure in a worker group means for the run, decided apart from the loop that meets it
  * (Ray Train's FailurePolicy): every kind of failure becomes a typed error, and the policy says
- * whether a new attempt may help. An error in the config or the data repeats on every attempt, and
- * so does a user's Ctrl-C: those always stop.
+ * whether a new attempt may help: only a lost process or link can be helped by one. An error in the
+ * config or the data repeats on every attempt, and a user's Ctrl-C means stop.
  */
 import { errors, SlferError, type SlferErrorCode } from '../src/errors.js';
 
@@ -18,25 +18,24 @@ export type GroupFailure =
 
 export type Decision = { action: 'stop'; error: SlferError } | { action: 'restart'; error: SlferError };
 
-/** Codes that say the input is wrong: a restart would fail the same way. */
-const NOT_RETRYABLE: ReadonlySet<SlferErrorCode> = new Set<SlferErrorCode>([
-  'SLFER_CONFIG_INVALID',
-  'SLFER_CONFIG_NOT_FOUND',
-  'SLFER_DATASET_NOT_FOUND',
-  'SLFER_LABEL_INVALID',
-  'SLFER_MASK_MISSING',
-  'SLFER_MASK_INVALID',
-  'SLFER_CHECKPOINT_NOT_FOUND',
-  'SLFER_CHECKPOINT_MISMATCH',
-  'SLFER_TORCH_FILE_INVALID',
-  'SLFER_TORCH_FILE_UNSAFE',
-  'SLFER_WEIGHTS_MISMATCH',
-  'SLFER_INVALID_ARGUMENT',
-  'SLFER_ABORTED',
-  'SLFER_ENGINE_UNAVAILABLE',
-  'SLFER_GPU_SELECTION',
-  'SLFER_CLUSTER_DEVICES',
+/**
+ * Codes that say a process or a link was lost: a new attempt may well succeed. Anything else (a
+ * config or data error, a refused file, a bug) would fail the same way again, so it never restarts,
+ * and the CLI's exit code says so (EXIT_RETRYABLE against 1).
+ */
+const RETRYABLE: ReadonlySet<SlferErrorCode> = new Set<SlferErrorCode>([
+  'SLFER_CLUSTER_WORKER_FAILED',
+  'SLFER_CLUSTER_HEARTBEAT_LOST',
+  'SLFER_CLUSTER_PEER_TIMEOUT',
+  'SLFER_CLUSTER_TRANSPORT',
+  'SLFER_CLUSTER_RENDEZVOUS_TIMEOUT',
+  'SLFER_CLUSTER_RING_UNUSABLE',
 ]);
+
+export const isRetryable = (code: SlferErrorCode): boolean => RETRYABLE.has(code);
+
+/** sysexits.h's EX_TEMPFAIL: what an external launcher's retry loop (srun, a JobSet) can act on. */
+export const EXIT_RETRYABLE = 75;
 
 /** The typed error a failure is reported as. */
 export function failureError(f: GroupFailure): SlferError {
@@ -62,7 +61,6 @@ export class FailurePolicy {
 
   decide(f: GroupFailure, restartsSoFar: number): Decision {
     const error = failureError(f);
-    const retryable = !NOT_RETRYABLE.has(error.code);
-    return retryable && restartsSoFar < this.maxRestarts ? { action: 'restart', error } : { action: 'stop', error };
+    return isRetryable(error.code) && restartsSoFar < this.maxRestarts ? { action: 'restart', error } : { action: 'stop', error };
   }
 }

@@ -89,16 +89,11 @@ async function main(): Promise<void> {
     const cmd = await receive();
     if (cmd.type === 'stop') break;
     if (cmd.type === 'epoch') {
-      let last = 0;
       const st = await session.trainEpoch(cmd.epoch, {
         reducer,
-        onStep: (e) => {
-          // A progress line per second at most: the control channel is not a metrics firehose.
-          if (e.step === e.steps || e.seconds - last >= 1) {
-            last = e.seconds;
-            void send({ type: 'progress', rank, epoch: e.epoch, step: e.step, steps: e.steps, loss: e.loss, images: e.images });
-          }
-        },
+        // Every step: one small frame per (at least ~0.1 s) step, and the coordinator then knows the
+        // exact step a failure happened at (a crash loop repeats the same one).
+        onStep: (e) => void send({ type: 'progress', rank, epoch: e.epoch, step: e.step, steps: e.steps, loss: e.loss, images: e.images }),
       });
       // Moving statistics differ per shard; evaluation and checkpoints use their average.
       await syncState(session, ring, 'average-buffers');

@@ -10,6 +10,7 @@ import { evaluate, predict } from '../train/evaluate.js';
 import type { Report } from '../train/run-files.js';
 import { train } from '../train/trainer.js';
 import { launch } from '../../cluster/coordinator.js';
+import { EXIT_RETRYABLE, isRetryable } from '../../cluster/failure-policy.js';
 import { benchScaling } from '../../cluster/bench/scaling.js';
 import { registerBenchAllReduce } from '../../cluster/bench/cli.js';
 import { benchTrain } from '../train/bench-train.js';
@@ -89,7 +90,7 @@ function withTrainingOptions(cmd: Command): Command {
     .option('--skip-missing-masks', 'drop images without a semantic mask instead of stopping')
     .option('--pretrained <file.pth>', 'start the backbone from a PyTorch ResNet18 checkpoint (torchvision names; e.g. resnet18_msceleb.pth)')
     .option('-o, --out <dir>', 'run folder (default runs/<timestamp>)')
-    .option('--resume <dir>', 'continue a run from its last checkpoint (a run or checkpoint folder)');
+    .option('--resume <dir|auto>', "continue a run from its last checkpoint (a run or checkpoint folder); 'auto': continue --out's run if it has a checkpoint, else start it");
 }
 
 /** The config file overlaid with the flags; a bad field is reported against the file it is in. */
@@ -131,13 +132,14 @@ export function buildProgram(): Command {
       .command('launch')
       .description('data-parallel training: one worker process per GPU (--gpus N) or N CPU workers (--workers N, the default dev mode)')
       .option('--gpus <n>', 'one worker per GPU, each pinned to its device', int('--gpus'))
-      .option('--workers <n>', 'CPU worker processes (single-node dev mode; default 2)', int('--workers')),
+      .option('--workers <n>', 'CPU worker processes (single-node dev mode; default 2)', int('--workers'))
+      .option('--max-restarts <n>', 'after a lost worker, stop every worker and start again from the newest good checkpoint, up to N times', int('--max-restarts'), 0),
   )
     .addOption(new Option('--transport <kind>', 'all-reduce transport').choices(['tcp', 'ipc']).default('tcp'))
     .option('--port <n>', "coordinator's control port (default: any free port)", int('--port'))
     .option('--bucket-mb <mb>', 'gradient bucket size (MB)', num('--bucket-mb'), 25)
     .option('--fp16-gradients', 'send gradients in half precision')
-    .action(async (flags: TrainFlags & { gpus?: number; workers?: number; port?: number; transport: 'tcp' | 'ipc'; bucketMb: number; fp16Gradients?: boolean }, cmd: Command) => {
+    .action(async (flags: TrainFlags & { gpus?: number; workers?: number; maxRestarts: number; port?: number; transport: 'tcp' | 'ipc'; bucketMb: number; fp16Gradients?: boolean }, cmd: Command) => {
       const config = configFromFlags(flags, cmd);
       const controller = new AbortController();
       const onSigint = () => {
@@ -151,6 +153,7 @@ export function buildProgram(): Command {
           config,
           gpus: flags.gpus,
           workers: flags.workers,
+          maxRestarts: flags.maxRestarts,
           out: flags.out,
           resume: flags.resume,
           transport: flags.transport,
@@ -301,14 +304,15 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Runs the CLI; SlferErrors print their code, message and what to do, and exit 1. */
+/** Runs the CLI; SlferErrors print their code, message and what to do, and exit 1 (75, EX_TEMPFAIL, when a retry may help). */
 export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (e) {
     if (isSlferError(e)) {
       process.stderr.write(`${e.format()}\n`);
-      process.exitCode = 1;
+      // A lost process or link: a retry may help, and the code says so to whatever launched us.
+      process.exitCode = isRetryable(e.code) ? EXIT_RETRYABLE : 1;
       return;
     }
     throw e;

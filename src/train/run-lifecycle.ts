@@ -8,8 +8,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { mergeConfig, resolveConfig, type Config, type ConfigInput } from '../config.js';
 import type { SkippedFile } from '../data/types.js';
-import { errors } from '../errors.js';
-import { loadCheckpoint } from './checkpoint.js';
+import { errors, isSlferError } from '../errors.js';
+import { loadCheckpoint, resolveCheckpoint } from './checkpoint.js';
 import type { EvalResult } from './metrics.js';
 import { readMetrics, RUN_FILES, writeReport, writeRunConfig, type EpochMetrics, type Report } from './run-files.js';
 
@@ -18,7 +18,11 @@ export interface RunOptions {
   config?: ConfigInput;
   /** Run folder; default runs/<timestamp>, or the resumed run's folder. */
   out?: string;
-  /** A run folder or checkpoint to continue from; `config` may then only change train.epochs. */
+  /**
+   * A run folder or checkpoint to continue from; `config` may then only change train.epochs.
+   * 'auto': continue the run in `out` when it holds a checkpoint, else start it there (what an
+   * external launcher's retry needs: the same command line every time).
+   */
   resume?: string;
 }
 
@@ -38,7 +42,8 @@ export interface OpenedRun {
  */
 export function openRun(o: RunOptions, adjust: (c: Config) => Config = (c) => c): OpenedRun {
   const started = Date.now();
-  const resumed = o.resume ? loadCheckpoint(o.resume) : undefined;
+  const resumePath = o.resume === 'auto' ? autoResume(o.out) : o.resume;
+  const resumed = resumePath ? loadCheckpoint(resumePath) : undefined;
   const config = adjust(
     resumed ? resolveConfig(mergeConfig(resumed.config, { train: { epochs: o.config?.train?.epochs } }), 'resumed config') : resolveConfig(o.config ?? {}, 'config'),
   );
@@ -99,6 +104,17 @@ export async function finishRun(
   };
   await writeReport(run.runDir, report);
   return { report, metrics };
+}
+
+/** `--resume auto`: the run folder when it holds a checkpoint, nothing when it does not. */
+function autoResume(out: string | undefined): string | undefined {
+  if (!out) throw errors.invalidArgument('--resume auto', 'needs the run folder to look in', 'pass --out DIR: the same folder on every try');
+  try {
+    return resolveCheckpoint(out);
+  } catch (e) {
+    if (isSlferError(e) && e.code === 'SLFER_CHECKPOINT_NOT_FOUND') return undefined;
+    throw e;
+  }
 }
 
 function timestamp(): string {

@@ -1,0 +1,128 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launch } from '../../cluster/coordinator.js';
+import type { AttemptRecord } from '../../cluster/attempts.js';
+import { loadCheckpoint } from '../../src/train/checkpoint.js';
+import { runCli } from '../helpers/cli.js';
+import { alive } from '../helpers/processes.js';
+import { syntheticDataset, tinyConfig } from '../helpers/synthetic.js';
+import { rejected } from '../helpers/thrown.js';
+
+let data: Awaited<ReturnType<typeof syntheticDataset>>;
+beforeAll(async () => {
+  data = await syntheticDataset({ train: 32, test: 8, size: 32 });
+});
+afterAll(() => data.cleanup());
+
+const config = () => tinyConfig(data.root, 32, { epochs: 3, batchSize: 4 });
+const attemptsOf = (runDir: string) => JSON.parse(readFileSync(join(runDir, 'attempts.json'), 'utf8')) as AttemptRecord[];
+
+/** Launches with a worker SIGKILLed at epoch `epoch`, step `step` of the first attempt. */
+async function killedRun(out: string, o: { maxRestarts: number; epoch?: number; step?: number; every?: boolean }) {
+  let pids: number[] = [];
+  let attempt = 0;
+  const killed: number[] = [];
+  const run = launch({
+    config: config(),
+    workers: 2,
+    out,
+    maxRestarts: o.maxRestarts,
+    events: {
+      workersStarted: (p, a) => {
+        pids = p;
+        attempt = a;
+      },
+      step: (s) => {
+        if ((attempt === 1 || o.every) && s.epoch === (o.epoch ?? 2) && s.step === (o.step ?? 2) && !killed.includes(attempt)) {
+          killed.push(attempt);
+          process.kill(pids[1], 'SIGKILL');
+        }
+      },
+    },
+  });
+  return { run, killed, pids: () => pids };
+}
+
+describe('launch --max-restarts: surviving a lost worker', () => {
+  it('restarts from the newest checkpoint after a SIGKILL, and ends with weights bitwise equal to an uninterrupted run', async () => {
+    const whole = await launch({ config: config(), workers: 2, out: join(data.base, 'whole') });
+    const k = await killedRun(join(data.base, 'killed'), { maxRestarts: 1 });
+    const r = await k.run;
+    expect(k.killed).toEqual([1]);
+    const a = loadCheckpoint(whole.lastCheckpoint);
+    const b = loadCheckpoint(r.lastCheckpoint);
+    expect(b.epoch).toBe(3);
+    a.params.forEach((p, i) => expect(Buffer.compare(Buffer.from(p.buffer), Buffer.from(b.params[i].buffer)), `param ${i}`).toBe(0));
+    a.buffers.forEach((p, i) => expect(Buffer.compare(Buffer.from(p.buffer), Buffer.from(b.buffers[i].buffer)), `buffer ${i}`).toBe(0));
+    // attempts.json: the first attempt failed in epoch 2 and the second resumed from epoch 1's checkpoint.
+    const attempts = attemptsOf(r.runDir);
+    expect(attempts.map((x) => [x.attempt, x.outcome, x.startEpoch])).toEqual([
+      [1, 'failed', 0],
+      [2, 'succeeded', 1],
+    ]);
+    expect(attempts[0].failure).toMatchObject({ epoch: 2 });
+    expect(attempts[0].failure!.code).toMatch(/^SLFER_CLUSTER_/);
+    expect(attempts[1].resumedFrom).toMatch(/epoch-0001$/);
+    expect(r.metrics.map((m) => m.epoch)).toEqual([1, 2, 3]);
+  });
+
+  it('without restarts (the default) stops as before, naming the rank, with no process left', async () => {
+    const k = await killedRun(join(data.base, 'no-restart'), { maxRestarts: 0 });
+    const e = await rejected(k.run);
+    expect(e.code).toMatch(/^SLFER_CLUSTER_/);
+    for (const pid of k.pids()) expect(alive(pid)).toBe(false);
+    expect(attemptsOf(join(data.base, 'no-restart')).map((x) => x.outcome)).toEqual(['failed']);
+  });
+
+  it('does not restart a failure at the same step twice in a row', async () => {
+    const out = join(data.base, 'loop');
+    const k = await killedRun(out, { maxRestarts: 5, every: true });
+    const e = await rejected(k.run);
+    expect(e.code).toMatch(/^SLFER_CLUSTER_/);
+    expect(k.killed).toEqual([1, 2]);
+    const attempts = attemptsOf(out);
+    expect(attempts).toHaveLength(2);
+    expect(attempts[0].failure).toMatchObject({ epoch: 2, step: attempts[1].failure!.step });
+  });
+});
+
+describe('--resume auto and exit codes, from the CLI', () => {
+  it('starts a run in an empty --out, continues it when it holds a checkpoint, and needs --out', () => {
+    const out = join(data.base, 'auto');
+    const file = join(data.base, 'auto.json');
+    writeFileSync(file, JSON.stringify(tinyConfig(data.root, 32, { epochs: 1, batchSize: 4 })));
+    const first = runCli(['train', '-c', file, '--out', out, '--resume', 'auto']);
+    expect(first.status, first.stderr).toBe(0);
+    expect(first.stderr).not.toContain('resumed from');
+    const second = runCli(['train', '-c', file, '--out', out, '--resume', 'auto', '--epochs', '2']);
+    expect(second.status, second.stderr).toBe(0);
+    expect(second.stderr).toContain('resumed from');
+    expect(existsSync(join(out, 'checkpoints', 'epoch-0002'))).toBe(true);
+    const none = runCli(['train', '-c', file, '--resume', 'auto']);
+    expect(none.status).toBe(1);
+    expect(none.stderr).toContain('--resume auto');
+  });
+
+  it('exits 1 for a config error, and 75 (EX_TEMPFAIL: a retry may help) when a worker is lost', async () => {
+    const r = runCli(['launch', '--workers', '2', '--epochs', '0']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('SLFER_CONFIG_INVALID');
+    const file = join(data.base, 'lost.json');
+    writeFileSync(file, JSON.stringify(tinyConfig(data.root, 32, { epochs: 50, batchSize: 4 })));
+    const bin = join(import.meta.dirname, '..', '..', 'bin', 'slfer-dist.js');
+    const cli = spawn(process.execPath, [bin, 'launch', '--workers', '2', '-c', file, '--out', join(data.base, 'lost')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    cli.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((r) => cli.on('exit', (code) => r(code)));
+    // Once the workers train (the first epoch is under way), kill one of them.
+    const end = Date.now() + 60_000;
+    while (!/epoch 1\b/.test(stderr) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    const workers = spawnSync('pgrep', ['-P', String(cli.pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+    expect(workers.length).toBe(2);
+    process.kill(workers[1], 'SIGKILL');
+    expect(await exited).toBe(75);
+    expect(stderr).toMatch(/error SLFER_CLUSTER_/);
+  });
+});
