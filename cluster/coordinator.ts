@@ -84,7 +84,7 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
     assigned = assignGpus(have.gpus, gpus, process.env.CUDA_VISIBLE_DEVICES, have.how);
   }
 
-  const run = openRun(options, (c) => {
+  const run = openRun(options, worldSize, (c) => {
     // Dev mode trains on the CPU engine; threads split the cores between the workers' decoders.
     if (gpus === undefined && c.engine.backend === 'auto') c = { ...c, engine: { backend: 'wasm' } };
     if (c.data.threads === undefined) c = { ...c, data: { ...c.data, threads: Math.max(1, Math.floor(availableParallelism() / worldSize) - 1) } };

@@ -42,6 +42,7 @@ interface TrainFlags {
   resume?: string;
   skipMissingMasks?: boolean;
   pretrained?: string;
+  allowWorldSizeChange?: boolean;
 }
 
 /** Flags overlay the config file field by field; an unset flag leaves the file's value. */
@@ -90,6 +91,7 @@ function withTrainingOptions(cmd: Command): Command {
     .option('--skip-missing-masks', 'drop images without a semantic mask instead of stopping')
     .option('--pretrained <file.pth>', 'start the backbone from a PyTorch ResNet18 checkpoint (torchvision names; e.g. resnet18_msceleb.pth)')
     .option('-o, --out <dir>', 'run folder (default runs/<timestamp>)')
+    .option('--allow-world-size-change', 'resume a checkpoint with another number of processes than trained it (not bitwise equal to an unchanged run)')
     .option('--resume <dir|auto>', "continue a run from its last checkpoint (a run or checkpoint folder); 'auto': continue --out's run if it has a checkpoint, else start it");
 }
 
@@ -119,7 +121,7 @@ export function buildProgram(): Command {
       };
       process.on('SIGINT', onSigint);
       try {
-        const r = await train({ config, out: flags.out, resume: flags.resume, signal: controller.signal, events: progressReporter() });
+        const r = await train({ config, out: flags.out, resume: flags.resume, allowWorldSizeChange: flags.allowWorldSizeChange, signal: controller.signal, events: progressReporter() });
         printReport(r.report, join(r.runDir, 'report.json'));
         process.stdout.write(`run folder: ${r.runDir} (metrics.jsonl, checkpoints/, confusion-matrix.png)\n`);
       } finally {
@@ -156,6 +158,7 @@ export function buildProgram(): Command {
           maxRestarts: flags.maxRestarts,
           out: flags.out,
           resume: flags.resume,
+          allowWorldSizeChange: flags.allowWorldSizeChange,
           transport: flags.transport,
           port: flags.port,
           bucketMb: flags.bucketMb,

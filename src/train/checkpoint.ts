@@ -23,6 +23,8 @@ export interface TrainingState {
   adam: { t: number; m: Float32Array[]; v: Float32Array[] };
   /** Test accuracy after this epoch, if evaluated. */
   testAccuracy?: number;
+  /** Processes that trained it (1 for `train`): the data order and so the weights depend on it. */
+  worldSize?: number;
   /** The run's full resolved config, so eval/predict/resume need nothing else. */
   config: unknown;
 }
@@ -45,6 +47,7 @@ interface Manifest {
   model: ModelConfig;
   adamT: number;
   testAccuracy?: number;
+  worldSize?: number;
   config: unknown;
   tensors: TensorEntry[];
   bytes: number;
@@ -95,6 +98,7 @@ export function saveCheckpoint(
     model: state.model,
     adamT: state.adam.t,
     testAccuracy: state.testAccuracy,
+    worldSize: state.worldSize,
     config: state.config,
     tensors: entries,
     bytes: blob.length,
@@ -193,6 +197,7 @@ export function loadCheckpoint(path: string): TrainingState & { path: string; sp
     buffers: groups.buffer.values,
     adam: { t: manifest.adamT, m: groups['adam.m'].values, v: groups['adam.v'].values },
     testAccuracy: manifest.testAccuracy,
+    worldSize: manifest.worldSize,
     config: manifest.config,
     specs: { params: groups.param.specs, buffers: groups.buffer.specs },
   };

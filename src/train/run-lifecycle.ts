@@ -24,6 +24,11 @@ export interface RunOptions {
    * external launcher's retry needs: the same command line every time).
    */
   resume?: string;
+  /**
+   * Continue a checkpoint with another number of processes than trained it. The data order follows
+   * the world size, so the result is a valid run but not bitwise the one an unchanged run gives.
+   */
+  allowWorldSizeChange?: boolean;
 }
 
 export interface OpenedRun {
@@ -40,10 +45,17 @@ export interface OpenedRun {
  * Resolves the config, creates the run folder and writes config.json. `adjust` lets the caller fill
  * what depends on how it runs (launch's engine and decoding threads) before the config is recorded.
  */
-export function openRun(o: RunOptions, adjust: (c: Config) => Config = (c) => c): OpenedRun {
+export function openRun(o: RunOptions, worldSize: number, adjust: (c: Config) => Config = (c) => c): OpenedRun {
   const started = Date.now();
   const resumePath = o.resume === 'auto' ? autoResume(o.out) : o.resume;
   const resumed = resumePath ? loadCheckpoint(resumePath) : undefined;
+  if (resumed?.worldSize !== undefined && resumed.worldSize !== worldSize && !o.allowWorldSizeChange) {
+    throw errors.invalidArgument(
+      '--resume',
+      `${resumed.path} was trained by ${resumed.worldSize} process${resumed.worldSize > 1 ? 'es' : ''}, and this run has ${worldSize}`,
+      `resume with the same number of workers, or pass --allow-world-size-change (the run continues, but its weights will not be bitwise those of an unchanged run)`,
+    );
+  }
   const config = adjust(
     resumed ? resolveConfig(mergeConfig(resumed.config, { train: { epochs: o.config?.train?.epochs } }), 'resumed config') : resolveConfig(o.config ?? {}, 'config'),
   );

@@ -166,6 +166,7 @@ export class TrainingSession {
       buffers,
       adam: await this.adam.read(),
       testAccuracy,
+      worldSize: this.worldSize,
       config: this.config,
     };
   }

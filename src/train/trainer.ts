@@ -47,7 +47,7 @@ export interface TrainResult {
  */
 export async function train(options: TrainOptions = {}): Promise<TrainResult> {
   const log = options.events?.log ?? (() => {});
-  const run = openRun(options);
+  const run = openRun(options, 1);
   const { config, runDir, resumed, startEpoch } = run;
 
   const engine = await selectBackend(config.engine.backend);

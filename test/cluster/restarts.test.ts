@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launch } from '../../cluster/coordinator.js';
 import type { AttemptRecord } from '../../cluster/attempts.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
+import { train } from '../../src/train/trainer.js';
 import { runCli } from '../helpers/cli.js';
 import { alive } from '../helpers/processes.js';
 import { syntheticDataset, tinyConfig } from '../helpers/synthetic.js';
@@ -85,6 +86,23 @@ describe('launch --max-restarts: surviving a lost worker', () => {
     const attempts = attemptsOf(out);
     expect(attempts).toHaveLength(2);
     expect(attempts[0].failure).toMatchObject({ epoch: 2, step: attempts[1].failure!.step });
+  });
+});
+
+describe('resuming at another world size', () => {
+  it('is refused unless asked for, by launch and by train, and then continues', async () => {
+    const out = join(data.base, 'two-then-one');
+    const c = tinyConfig(data.root, 32, { epochs: 1, batchSize: 4 });
+    await launch({ config: c, workers: 2, out });
+    const e = await rejected(launch({ config: { train: { epochs: 2 } }, workers: 1, resume: out }));
+    expect(e.code).toBe('SLFER_INVALID_ARGUMENT');
+    expect(e.message).toContain('was trained by 2 processes, and this run has 1');
+    expect(e.hint).toContain('--allow-world-size-change');
+    const t = await rejected(train({ config: { train: { epochs: 2 } }, resume: out }));
+    expect(t.message).toContain('was trained by 2 processes');
+    const r = await launch({ config: { train: { epochs: 2 } }, workers: 1, resume: out, allowWorldSizeChange: true });
+    expect(r.metrics.map((m) => m.workers)).toEqual([2, 1]);
+    expect(loadCheckpoint(r.lastCheckpoint).worldSize).toBe(1);
   });
 });
 
