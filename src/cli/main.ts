@@ -16,6 +16,7 @@ import { registerBenchAllReduce } from '../../cluster/bench/cli.js';
 import { benchTrain } from '../train/bench-train.js';
 import { packageRoot } from '../util/package-root.js';
 import { registerConvert } from './convert-command.js';
+import { stopOnCtrlC } from './interrupt.js';
 import { progressReporter } from './progress.js';
 import { registerParse } from './parse-command.js';
 import { int, num } from './parsers.js';
@@ -113,19 +114,13 @@ export function buildProgram(): Command {
   withTrainingOptions(program.command('train').description('train SLFER in this process (default: the synthetic dataset, proposed variant, best engine available)'))
     .action(async (flags: TrainFlags, cmd: Command) => {
       const config = configFromFlags(flags, cmd);
-      const controller = new AbortController();
-      const onSigint = () => {
-        if (controller.signal.aborted) process.exit(130);
-        process.stderr.write('\nstopping after this step (Ctrl-C again to quit now; checkpoints are never half-written)\n');
-        controller.abort();
-      };
-      process.on('SIGINT', onSigint);
+      const interrupt = stopOnCtrlC('stopping after this step (Ctrl-C again to quit now; checkpoints are never half-written)');
       try {
-        const r = await train({ config, out: flags.out, resume: flags.resume, allowWorldSizeChange: flags.allowWorldSizeChange, signal: controller.signal, events: progressReporter() });
+        const r = await train({ config, out: flags.out, resume: flags.resume, allowWorldSizeChange: flags.allowWorldSizeChange, signal: interrupt.signal, events: progressReporter() });
         printReport(r.report, join(r.runDir, 'report.json'));
         process.stdout.write(`run folder: ${r.runDir} (metrics.jsonl, checkpoints/, confusion-matrix.png)\n`);
       } finally {
-        process.off('SIGINT', onSigint);
+        interrupt.release();
       }
     });
 
@@ -143,12 +138,7 @@ export function buildProgram(): Command {
     .option('--fp16-gradients', 'send gradients in half precision')
     .action(async (flags: TrainFlags & { gpus?: number; workers?: number; maxRestarts: number; port?: number; transport: 'tcp' | 'ipc'; bucketMb: number; fp16Gradients?: boolean }, cmd: Command) => {
       const config = configFromFlags(flags, cmd);
-      const controller = new AbortController();
-      const onSigint = () => {
-        process.stderr.write('\nstopping the workers (the last checkpoint stays)\n');
-        controller.abort();
-      };
-      process.on('SIGINT', onSigint);
+      const interrupt = stopOnCtrlC('stopping the workers (the last checkpoint stays; Ctrl-C again to quit now, and the workers follow)');
       const progress = progressReporter();
       try {
         const r = await launch({
@@ -163,7 +153,7 @@ export function buildProgram(): Command {
           port: flags.port,
           bucketMb: flags.bucketMb,
           compression: flags.fp16Gradients ? 'fp16' : 'none',
-          signal: controller.signal,
+          signal: interrupt.signal,
           events: {
             ...progress,
             epochEnd: (m) => {
@@ -177,7 +167,7 @@ export function buildProgram(): Command {
         printReport(r.report, join(r.runDir, 'report.json'));
         process.stdout.write(`run folder: ${r.runDir} (metrics.jsonl, timings.json, checkpoints/, confusion-matrix.png)\n`);
       } finally {
-        process.off('SIGINT', onSigint);
+        interrupt.release();
       }
     });
 

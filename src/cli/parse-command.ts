@@ -5,6 +5,7 @@ import { BACKENDS, type BackendRequest } from '../engine/backend-names.js';
 import { DEFAULT_INPUT_SIZE } from '../parse/bisenet-maker.js';
 import { parse, PARSE_METHODS, type ParseDataset, type ParseMethod } from '../parse/parse.js';
 import { writePreview } from '../parse/preview.js';
+import { stopOnCtrlC } from './interrupt.js';
 import { int } from './parsers.js';
 import { countProgress } from './progress.js';
 
@@ -37,19 +38,13 @@ export function registerParse(program: Command): void {
     .option('--preview <file.png>', 'also write a grid of a few images with their 19-class mask, 8-part aggregate and top-4 CT parts (as the paper\'s Fig. 5)')
     .option('--preview-count <n>', 'images in the preview', int('--preview-count'), 6)
     .action(async (f: ParseFlags) => {
-      const controller = new AbortController();
-      const onSigint = () => {
-        if (controller.signal.aborted) process.exit(130);
-        process.stderr.write('\nstopping after this image (masks written so far are whole and are kept; rerun to continue)\n');
-        controller.abort();
-      };
-      process.on('SIGINT', onSigint);
+      const interrupt = stopOnCtrlC('stopping after this image (masks written so far are whole and are kept; rerun to continue)');
       const bar = countProgress(process.stderr);
       try {
         const { preview: _preview, previewCount: _count, ...options } = f;
         const r = await parse({
           ...options,
-          signal: controller.signal,
+          signal: interrupt.signal,
           events: {
             log: (l) => {
               bar.end();
@@ -78,7 +73,7 @@ export function registerParse(program: Command): void {
         if (r.interrupted) process.exitCode = 130;
       } finally {
         bar.end();
-        process.off('SIGINT', onSigint);
+        interrupt.release();
       }
     });
 }
