@@ -6,7 +6,6 @@ import { variantParts } from '../src/model/config.js';
 import { learningRate } from '../src/train/adam.js';
 import { ConfusionMatrix, type EvalResult } from '../src/train/metrics.js';
 import { appendMetrics, type EpochMetrics, type Report } from '../src/train/run-files.js';
-import { loadCheckpoint } from '../src/train/checkpoint.js';
 import { finishRun, openRun, RunProgress, type OpenedRun, type RunOptions } from '../src/train/run-lifecycle.js';
 import { prepareData, type TrainEvents } from '../src/train/trainer.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
@@ -189,7 +188,7 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
         runDir,
         resume: resumeFrom,
         transport: options.transport ?? 'tcp',
-        bucketBytes: Math.round((options.bucketMb ?? 25) * 1024 * 1024),
+        bucketBytes: options.bucketMb === undefined ? undefined : Math.round(options.bucketMb * 1024 * 1024),
         compression: options.compression ?? 'none',
       }),
     };
@@ -246,7 +245,7 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
     if (assigned) for (const r of ready) log(`  rank ${r.rank}: GPU ${assigned[r.rank].index} ${assigned[r.rank].uuid} (${assigned[r.rank].name}) → ${r.backend}: ${r.reason}`);
 
     const { epochs, milestones, gamma, batchSize } = config.train;
-    const progress = new RunProgress({ ...run, resumed: resumeFrom ? loadCheckpoint(resumeFrom) : undefined, startEpoch: attemptStart });
+    const progress = new RunProgress(runDir, attemptStart);
     let finalEval: EvalResult | undefined;
     const parts = variantParts(config.model.variant);
     for (let epoch = attemptStart; epoch < epochs; epoch++) {

@@ -9,6 +9,7 @@ import { VARIANTS } from '../model/config.js';
 import { evaluate, predict } from '../train/evaluate.js';
 import type { Report } from '../train/run-files.js';
 import { train } from '../train/trainer.js';
+import { DEFAULT_BUCKET_BYTES } from '../../cluster/collective/buckets.js';
 import { launch } from '../../cluster/coordinator.js';
 import { EXIT_RETRYABLE, isRetryable } from '../../cluster/failure-policy.js';
 import { benchScaling } from '../../cluster/bench/scaling.js';
@@ -134,7 +135,7 @@ export function buildProgram(): Command {
   )
     .addOption(new Option('--transport <kind>', 'all-reduce transport').choices(['tcp', 'ipc']).default('tcp'))
     .option('--port <n>', "coordinator's control port (default: any free port)", int('--port'))
-    .option('--bucket-mb <mb>', 'gradient bucket size (MB)', num('--bucket-mb'), 25)
+    .option('--bucket-mb <mb>', 'gradient bucket size (MB)', num('--bucket-mb'), DEFAULT_BUCKET_BYTES / 2 ** 20)
     .option('--fp16-gradients', 'send gradients in half precision')
     .action(async (flags: TrainFlags & { gpus?: number; workers?: number; maxRestarts: number; port?: number; transport: 'tcp' | 'ipc'; bucketMb: number; fp16Gradients?: boolean }, cmd: Command) => {
       const config = configFromFlags(flags, cmd);

@@ -74,8 +74,9 @@ export class RunProgress {
   lastCheckpoint = '';
   private bestCheckpoint = '';
 
-  constructor(run: OpenedRun) {
-    this.best = run.resumed ? Math.max(-1, ...readMetrics(run.runDir).filter((m) => m.epoch <= run.startEpoch).map((m) => m.testAccuracy)) : -1;
+  /** `startEpoch`: epochs already done, whose metrics.jsonl lines count (a fresh run has none). */
+  constructor(runDir: string, startEpoch: number) {
+    this.best = Math.max(-1, ...readMetrics(runDir).filter((m) => m.epoch <= startEpoch).map((m) => m.testAccuracy));
   }
 
   /** Whether this epoch's accuracy is the best yet (it then becomes the best). */

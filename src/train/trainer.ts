@@ -57,7 +57,7 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
   const { splits, skipped } = await prepareData(config, log);
   const session = new TrainingSession(config, splits);
   const { model } = session;
-  const progress = new RunProgress(run);
+  const progress = new RunProgress(runDir, startEpoch);
   if (resumed) {
     session.restore(resumed);
     log(`resumed from ${resumed.path} after epoch ${startEpoch}`);
