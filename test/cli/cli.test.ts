@@ -2,6 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Command } from 'commander';
+import { buildProgram } from '../../src/cli/main.js';
 import { syntheticDataset, tinyConfig } from '../helpers/synthetic.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'slfer-dist.js');
@@ -23,10 +25,14 @@ afterAll(() => data.cleanup());
 
 describe('slfer-dist CLI', () => {
   it('has --help for every command', () => {
-    for (const cmd of [[], ['train'], ['eval'], ['predict'], ['data', 'synth'], ['bench', 'train']]) {
+    // Every command the program defines, nested ones too (launch, parse, convert, bench ...).
+    const paths = (c: Command, at: string[] = []): string[][] => [at, ...c.commands.flatMap((sub) => paths(sub, [...at, sub.name()]))];
+    const all = paths(buildProgram());
+    expect(all.map((p) => p.join(' '))).toEqual(expect.arrayContaining(['launch', 'parse', 'convert', 'bench allreduce', 'bench scaling', 'bench train']));
+    for (const cmd of all) {
       const r = cli([...cmd, '--help']);
-      expect(r.code).toBe(0);
-      expect(r.stdout).toMatch(/Usage: slfer-dist/);
+      expect(r.code, cmd.join(' ')).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`Usage: slfer-dist${cmd.length ? ` ${cmd.join(' ')}` : ''}`));
     }
     expect(cli(['train', '--help']).stdout).toContain('--backend <name>');
     expect(cli(['predict', '--help']).stdout).toContain('--checkpoint <dir>');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Rng, hash32 } from '../src/util/rng.js';
+import { Rng, hash32 } from '../../src/util/rng.js';
 
 describe('Rng', () => {
   it('gives the same stream for the same seed and stream keys', () => {
