@@ -3,18 +3,16 @@
  * 512x512, /255, ImageNet mean/std, the main head's argmax. The mask comes back at the image's own
  * size, on whichever engine is fastest here.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { IMAGENET_MEAN, IMAGENET_STD } from '../data/imagenet.js';
 import { selectBackend, type BackendRequest, type Engine } from '../engine/backend.js';
 import { errors } from '../errors.js';
+import { sha256File } from '../util/sha256-file.js';
 import { readBiSeNet } from './bisenet.js';
 import type { MaskMaker } from './mask-maker.js';
 
 export const DEFAULT_INPUT_SIZE = 512;
-const MEAN = [0.485, 0.456, 0.406];
-const STD = [0.229, 0.224, 0.225];
 
 export interface BiSeNetMakerOptions {
   /** face-parsing.PyTorch's 79999_iter.pth, or any torch.save of BiSeNet(19)'s state dict. */
@@ -34,20 +32,14 @@ export function checkInputSize(size: number): void {
   }
 }
 
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 export async function createBiSeNetMaker(options: BiSeNetMakerOptions): Promise<MaskMaker & { readonly engine: Engine }> {
   const size = options.inputSize ?? DEFAULT_INPUT_SIZE;
   checkInputSize(size);
   const engine = await selectBackend(options.backend ?? 'auto');
   const model = await readBiSeNet(options.weights);
   const weightsSha256 = await sha256File(options.weights);
-  const mean = tf.tensor1d(MEAN.map((m) => m * 255));
-  const scale = tf.tensor1d(STD.map((s) => 1 / (255 * s)));
+  const mean = tf.tensor1d(IMAGENET_MEAN.map((m) => m * 255));
+  const scale = tf.tensor1d(IMAGENET_STD.map((s) => 1 / (255 * s)));
 
   return {
     method: 'bisenet',

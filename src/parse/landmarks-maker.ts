@@ -11,14 +11,13 @@
  * Labelling runs on worker threads (landmarks-worker.ts says why): label() may be called
  * concurrently, and `threads` images are then labelled at once.
  */
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
 import { PARSING_CLASSES, UNKNOWN_CLASS } from '../data/labels.js';
 import { errors, fromWire, isSlferError } from '../errors.js';
 import { compiledSibling } from '../util/compiled-path.js';
+import { sha256File } from '../util/sha256-file.js';
 import { REGIONS } from './face-mesh-regions.js';
 import { findHumanPackage, type HumanPackage } from './human-package.js';
 import type { LandmarksResult, LandmarksTask, LandmarksWorkerData } from './landmarks-worker.js';
@@ -43,7 +42,7 @@ export async function createLandmarksMaker(options: LandmarksMakerOptions = {}):
     throw errors.invalidArgument('landmarks threads', `${threads} is not a positive integer`, 'pass --threads N with N >= 1');
   }
   const pkg = findHumanPackage();
-  const description = describe(pkg, threads);
+  const description = await describe(pkg, threads);
   const workerData: LandmarksWorkerData = { entry: pkg.entry, modelsDir: pkg.modelsDir, wasmDir: pkg.wasmDir };
   const pool = new Piscina<LandmarksTask, LandmarksResult>({
     filename: compiledSibling(import.meta.url, 'landmarks-worker.js'),
@@ -88,8 +87,8 @@ export async function createLandmarksMaker(options: LandmarksMakerOptions = {}):
   };
 }
 
-function describe(pkg: HumanPackage, threads: number): Record<string, unknown> {
-  const sha256 = (f: string) => createHash('sha256').update(readFileSync(join(pkg.modelsDir, f))).digest('hex');
+async function describe(pkg: HumanPackage, threads: number): Promise<Record<string, unknown>> {
+  const hashes = await Promise.all(MODEL_FILES.map((f) => sha256File(join(pkg.modelsDir, f))));
   return {
     method: 'landmarks',
     protocol:
@@ -99,7 +98,7 @@ function describe(pkg: HumanPackage, threads: number): Record<string, unknown> {
       detector: 'BlazeFace (MediaPipe), models/blazeface',
       mesh: 'MediaPipe FaceMesh, 468 points, models/facemesh',
       iris: 'MediaPipe Iris (refines the eyelid contours), models/iris',
-      sha256: Object.fromEntries(MODEL_FILES.map((f) => [f, sha256(f)])),
+      sha256: Object.fromEntries(MODEL_FILES.map((f, i) => [f, hashes[i]])),
     },
     engine: `@tensorflow/tfjs-backend-wasm@${pkg.wasmVersion} (XNNPACK) on ${threads} worker thread(s), each with its own copy of the models`,
     threads,

@@ -3,13 +3,12 @@
  * starts from MS-Celeb-1M. Tensors are matched by name and checked by shape; what the checkpoint
  * lacks keeps its initialisation and is listed, as is what it has and SLFER does not use.
  */
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { errors } from '../errors.js';
 import type { SlferModel } from '../model/slfer.js';
 import { fromTorch, layoutOf, torchShape } from '../torch/slfer-layout.js';
 import { readStateDict } from '../torch/state-dict.js';
+import { sha256File } from '../util/sha256-file.js';
 
 export interface PretrainedReport {
   file: string;
@@ -61,7 +60,7 @@ export async function loadPretrained(model: SlferModel, file: string): Promise<P
   const unused = [...sd.keys()].filter((k) => !used.has(k) && !k.endsWith('num_batches_tracked'));
   return {
     file,
-    sha256: createHash('sha256').update(readFileSync(file)).digest('hex'),
+    sha256: await sha256File(file),
     loaded: used.size,
     missing,
     unused,

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { releaseEngine } from '../../src/engine/backend.js';
-import { createBiSeNetMaker, nearestResize, sha256File } from '../../src/parse/bisenet-maker.js';
+import { createBiSeNetMaker, nearestResize } from '../../src/parse/bisenet-maker.js';
+import { sha256File } from '../../src/util/sha256-file.js';
 import type { MaskMaker } from '../../src/parse/mask-maker.js';
 import { BISENET_ZIP } from './bisenet-fixture.js';
 
