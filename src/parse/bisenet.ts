@@ -10,7 +10,7 @@
 import { existsSync, statSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { errors } from '../errors.js';
-import { readStateDict, toFloat32, type StateDict, type TorchTensor } from '../torch/state-dict.js';
+import { readStateDict, stripPrefix, toFloat32, type StateDict, type TorchTensor } from '../torch/state-dict.js';
 
 export const BISENET_CLASSES = 19;
 /** nn.BatchNorm2d's default. */
@@ -170,7 +170,8 @@ export class BiSeNet {
     private readonly fused = tf.getBackend() !== 'wasm',
   ) {
     const specs = bisenetLayout();
-    const clean = stripModulePrefix(sd);
+    // readStateDict strips wrapper prefixes; a StateDict built elsewhere may still carry one.
+    const clean = stripPrefix(sd);
     checkKeys(clean, expectedKeys(specs), source);
     try {
       for (const s of specs) this.convs.set(s.conv, foldConv(s, clean, source));
@@ -271,13 +272,6 @@ export class BiSeNet {
 /** F.interpolate(x, like's size, mode='nearest'): source index floor(dst · in/out), no half-pixel offset. */
 function nearest(x: tf.Tensor4D, like: tf.Tensor4D): tf.Tensor4D {
   return tf.image.resizeNearestNeighbor(x, [like.shape[1], like.shape[2]], false, false);
-}
-
-/** A DataParallel save prefixes every key with `module.`; readStateDict strips it, a StateDict from elsewhere may not have. */
-function stripModulePrefix(sd: StateDict): StateDict {
-  const keys = [...sd.keys()];
-  if (keys.length === 0 || !keys.every((k) => k.startsWith('module.'))) return sd;
-  return new Map(keys.map((k) => [k.slice('module.'.length), sd.get(k)!]));
 }
 
 /** BiSeNet with the weights of a torch.save file (zip or legacy), on the current engine. */

@@ -49,7 +49,7 @@ function findStateDict(root: PyValue, file: string): Map<PyValue, PyValue> {
 }
 
 /** Strips one wrapper prefix that every key carries; repeated (`module.module.`) it is stripped again. */
-function stripPrefix(sd: StateDict): StateDict {
+export function stripPrefix(sd: StateDict): StateDict {
   for (;;) {
     const keys = [...sd.keys()];
     const p = PREFIXES.find((prefix) => keys.length > 0 && keys.every((k) => k.startsWith(prefix)));
