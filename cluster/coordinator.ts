@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { DatasetSplits, SkippedFile } from '../src/data/types.js';
-import { errors, fromWire, SlferError } from '../src/errors.js';
+import { errors, fromWire, isSlferError, SlferError } from '../src/errors.js';
 import { variantParts } from '../src/model/config.js';
 import { learningRate } from '../src/train/adam.js';
 import { ConfusionMatrix, type EvalResult } from '../src/train/metrics.js';
@@ -16,9 +16,13 @@ import { summariseEpoch, type RankTiming } from './epoch-summary.js';
 import { assignGpus, gpuEnv, queryGpus, type Gpu } from './gpus.js';
 import { AttemptLog, newestVerifiedCheckpoint } from './attempts.js';
 import { failureError, FailurePolicy, type GroupFailure } from './failure-policy.js';
+import { advertiseAddress } from './advertise.js';
+import { Liveness } from './liveness.js';
+import { resolvePlacement, type Placement } from './placement.js';
 import { decodeWorkerMessage, encode, type CoordinatorMessage, type WorkerMessage } from './protocol.js';
+import { runWorker, type Welcome } from './rank-worker.js';
 import { WorkerGroup } from './worker-group.js';
-import { workerSpecEnv } from './worker-spec.js';
+import { workerSpecEnv, WorkerSpecSchema, type WorkerSpec } from './worker-spec.js';
 
 /** RunOptions: the config, run folder and checkpoint to resume, as for `train`. */
 export interface LaunchOptions extends RunOptions {
@@ -26,6 +30,15 @@ export interface LaunchOptions extends RunOptions {
   workers?: number;
   /** One worker per GPU, each pinned to its device. */
   gpus?: number;
+  /**
+   * Where this process sits in a run that spans processes it did not fork (see placement.ts);
+   * default: local, from `workers`/`gpus`. Must be one that hosts the coordinator.
+   */
+  placement?: Placement;
+  /** The run these processes belong to: a process of another run is refused at the rendezvous. */
+  runId?: string;
+  /** The first attempt's number (an external launcher's restart count), so stale processes are told apart. */
+  firstAttempt?: number;
   transport?: 'tcp' | 'ipc';
   /** Gradient bucket size in MB (DDP's bucket_cap_mb; default 25). */
   bucketMb?: number;
@@ -65,28 +78,32 @@ export interface LaunchResult {
 }
 
 /**
- * `slfer-dist launch`: Ray Train's shape with DDP's mechanics. The coordinator spawns one worker
- * process per device, runs the rendezvous that gives them their ring, then drives the run epoch by
- * epoch: workers train their shard with gradients averaged around the ring each step, average BN
+ * `slfer-dist launch`: Ray Train's shape with DDP's mechanics. The coordinator starts the workers
+ * of this machine (one process per device; none when an external launcher made this process a
+ * rank), runs the rendezvous that gives every rank its ring, then drives the run epoch by epoch:
+ * workers train their shard with gradients averaged around the ring each step, average BN
  * statistics, evaluate their share of the test split and report; the coordinator checks that all
  * ranks hold the same weights, has rank 0 write the checkpoint and writes metrics. A worker that
- * exits or goes silent ends the run within seconds, with its last words, and no process survives.
+ * exits or goes silent ends the attempt within seconds, with its last words, and no process survives.
  */
 export async function launch(options: LaunchOptions = {}): Promise<LaunchResult> {
   const log = options.events?.log ?? (() => {});
+  const placement = options.placement ?? resolvePlacement({ workers: options.workers, gpus: options.gpus, port: options.port }, {});
+  if (!placement.coordinator) throw errors.internal(`launch() on a process that does not host the coordinator (${placement.mode})`);
+  const { worldSize } = placement;
   const gpus = options.gpus;
-  const worldSize = gpus ?? options.workers ?? 2;
-  if (!Number.isInteger(worldSize) || worldSize < 1) throw errors.invalidArgument('launch', `${worldSize} workers`, 'pass --workers N or --gpus N with N >= 1');
+  const forked = placement.mode === 'rank' ? [] : placement.localRanks;
   let assigned: Gpu[] | undefined;
-  if (gpus !== undefined) {
+  if (gpus !== undefined && forked.length > 0) {
     const have = queryGpus();
-    assigned = assignGpus(have.gpus, gpus, process.env.CUDA_VISIBLE_DEVICES, have.how);
+    assigned = assignGpus(have.gpus, forked.length, process.env.CUDA_VISIBLE_DEVICES, have.how);
   }
 
   const run = openRun(options, worldSize, (c) => {
     // Dev mode trains on the CPU engine; threads split the cores between the workers' decoders.
     if (gpus === undefined && c.engine.backend === 'auto') c = { ...c, engine: { backend: 'wasm' } };
-    if (c.data.threads === undefined) c = { ...c, data: { ...c.data, threads: Math.max(1, Math.floor(availableParallelism() / worldSize) - 1) } };
+    const onThisMachine = Math.max(1, placement.mode === 'rank' ? (placement.env.localWorldSize ?? 1) : placement.localRanks.length);
+    if (c.data.threads === undefined) c = { ...c, data: { ...c.data, threads: Math.max(1, Math.floor(availableParallelism() / onThisMachine) - 1) } };
     return c;
   });
   const { config, runDir, resumed, startEpoch } = run;
@@ -94,6 +111,7 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
   // and stops on bad labels or missing masks before any worker starts.
   const { splits } = await prepareData(config, log);
 
+  const advertise = placement.multiMachine ? await advertiseAddress(placement.host) : undefined;
   const policy = new FailurePolicy(options.maxRestarts ?? 0);
   const attempts = new AttemptLog(runDir, !!resumed);
   const timings: RankTiming[] = [];
@@ -105,7 +123,22 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
     // Timings of epochs this attempt redoes are replaced by its own.
     timings.splice(0, timings.length, ...timings.filter((t) => t.epoch <= attemptStart));
     try {
-      const result = await runAttempt({ options, log, worldSize, assigned, run, splits, resumeFrom, attemptStart, timings, skipped, attempt });
+      const result = await runAttempt({
+        options,
+        log,
+        placement,
+        forked,
+        advertise,
+        assigned,
+        run,
+        splits,
+        resumeFrom,
+        attemptStart,
+        timings,
+        skipped,
+        attempt,
+        attemptNumber: (options.firstAttempt ?? 0) + restarts,
+      });
       attempts.end({ outcome: 'succeeded' });
       return result;
     } catch (e) {
@@ -132,16 +165,23 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
 interface AttemptContext {
   options: LaunchOptions;
   log: (line: string) => void;
-  worldSize: number;
+  placement: Placement;
+  /** The ranks this process forks (all of them in local mode, its node's with agents, none as a launched rank). */
+  forked: number[];
+  /** This machine's address for peers on others (a world across machines), else undefined. */
+  advertise: string | undefined;
   assigned: Gpu[] | undefined;
   run: OpenedRun;
   splits: DatasetSplits;
-  /** The checkpoint every rank restores (undefined: a fresh start). */
+  /** The checkpoint rank 0 restores and broadcasts (undefined: a fresh start). */
   resumeFrom: string | undefined;
   attemptStart: number;
   timings: RankTiming[];
   skipped: SkippedFile[];
+  /** 1-based, for attempts.json. */
   attempt: number;
+  /** On the wire: registrations from any other attempt are refused. */
+  attemptNumber: number;
 }
 
 /** A failure of the worker group that the policy may answer with a restart. */
@@ -156,12 +196,53 @@ class AttemptFailed extends Error {
   }
 }
 
+/** What every rank is told at start: the same for ranks this process forks and ranks started elsewhere. */
+export function workerSpecOf(
+  rank: number,
+  o: { placement: Placement; coordinator: string; runDir?: string; resume?: string; advertise?: string; runId: string; attempt: number; transport?: 'tcp' | 'ipc'; bucketMb?: number; compression?: 'none' | 'fp16' },
+): WorkerSpec {
+  const multi = o.placement.multiMachine;
+  return WorkerSpecSchema.parse({
+    rank,
+    worldSize: o.placement.worldSize,
+    coordinator: o.coordinator,
+    // Only rank 0 reads or writes the run folder.
+    runDir: rank === 0 ? o.runDir : undefined,
+    resume: rank === 0 ? o.resume : undefined,
+    // Across machines: ipc between neighbours on one machine, tcp between machines.
+    transport: multi ? 'auto' : (o.transport ?? 'tcp'),
+    host: multi ? '0.0.0.0' : '127.0.0.1',
+    advertise: o.advertise,
+    runId: o.runId,
+    attempt: o.attempt,
+    bucketBytes: o.bucketMb === undefined ? undefined : Math.round(o.bucketMb * 1024 * 1024),
+    compression: o.compression ?? 'none',
+  });
+}
+
 /** One attempt: a rendezvous, a worker group, the epochs from `attemptStart` to the end. */
 async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
-  const { options, log, worldSize, assigned, run, splits, resumeFrom, attemptStart, timings, skipped } = ctx;
+  const { options, log, placement, forked, assigned, run, splits, resumeFrom, attemptStart, timings, skipped } = ctx;
+  const { worldSize } = placement;
   const { config, runDir } = run;
-  const server = new RendezvousServer({ worldSize, port: options.port });
-  const endpoint = await server.bind();
+  const runId = options.runId ?? 'local';
+  const stale = new Set<string>();
+  const server = new RendezvousServer({
+    worldSize,
+    port: placement.port,
+    host: placement.multiMachine ? '0.0.0.0' : '127.0.0.1',
+    runId,
+    attempt: ctx.attemptNumber,
+    // JSON-clean: what crosses the wire is data, with no undefined fields to turn into nulls.
+    welcome: { config: JSON.parse(JSON.stringify(config)) as unknown } satisfies Welcome,
+    onStale: (line) => {
+      if (!stale.has(line)) log(`refused: ${line}`);
+      stale.add(line);
+    },
+  });
+  const bound = await server.bind();
+  // Workers reach the coordinator at rank 0's host as every node knows it, never at 0.0.0.0.
+  const endpoint = placement.multiMachine ? bound.replace(/^tcp:\/\/[^:]+:/, `tcp://${ctx.advertise}:`) : bound;
   let failure: AttemptFailed | undefined;
   let rejectFailed!: (e: AttemptFailed) => void;
   const failed = new Promise<never>((_, reject) => (rejectFailed = reject));
@@ -178,39 +259,32 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
   const onAbort = () => fail({ kind: 'aborted' });
   options.signal?.addEventListener('abort', onAbort);
 
-  const specs = Array.from({ length: worldSize }, (_, rank) => {
-    const env: NodeJS.ProcessEnv = {
-      ...ringProcessEnv(),
-      ...workerSpecEnv({
-        rank,
-        worldSize,
-        coordinator: endpoint,
-        runDir,
-        resume: resumeFrom,
-        transport: options.transport ?? 'tcp',
-        bucketBytes: options.bucketMb === undefined ? undefined : Math.round(options.bucketMb * 1024 * 1024),
-        compression: options.compression ?? 'none',
-      }),
-    };
+  const specOf = (rank: number) => workerSpecOf(rank, { placement, coordinator: endpoint, runDir, resume: resumeFrom, advertise: ctx.advertise, runId, attempt: ctx.attemptNumber, transport: options.transport, bucketMb: options.bucketMb, compression: options.compression });
+  const specs = forked.map((rank, i) => {
+    const env: NodeJS.ProcessEnv = { ...ringProcessEnv(), ...workerSpecEnv(specOf(rank)) };
     // Pinning: each GPU engine sees only this rank's GPU (cluster/gpus.ts).
-    if (assigned) Object.assign(env, gpuEnv(assigned[rank]));
+    if (assigned) Object.assign(env, gpuEnv(assigned[i]));
     // CPU workers split the cores: each engine's native kernels (OpenMP) get their share, so N
     // workers do not oversubscribe the machine N times over. A user's OMP_NUM_THREADS wins.
-    else if (process.env.OMP_NUM_THREADS === undefined) env.OMP_NUM_THREADS = String(Math.max(1, Math.floor(availableParallelism() / worldSize)));
+    else if (process.env.OMP_NUM_THREADS === undefined) env.OMP_NUM_THREADS = String(Math.max(1, Math.floor(availableParallelism() / forked.length)));
     return { entry: compiledSibling(import.meta.url, 'worker.js'), env, execArgv: [...RING_EXEC_ARGV] };
   });
   const group = new WorkerGroup(specs, {
     output: 'tail',
-    heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? 5000,
-    onLine: (rank, line) => {
-      if (rank === 0 && /^\[rank 0\] /.test(line)) log(line.replace(/^\[rank 0\] /, ''));
+    onLine: (i, line) => {
+      if (forked[i] === 0 && /^\[rank 0\] /.test(line)) log(line.replace(/^\[rank 0\] /, ''));
     },
-    onExit: (rank, how, lastWords) => fail({ kind: 'exited', rank, how, lastWords }),
-    onSpawnError: (rank, error) => fail({ kind: 'spawn-error', rank, error }),
-    onSilent: (rank, seconds) => fail({ kind: 'silent', rank, seconds }),
+    onExit: (i, how, lastWords) => fail({ kind: 'exited', rank: forked[i], how, lastWords }),
+    onSpawnError: (i, error) => fail({ kind: 'spawn-error', rank: forked[i], error }),
   });
+  // Ranks elsewhere have no process here to watch: their heartbeats say they are alive.
+  const liveness = new Liveness(worldSize, options.heartbeatTimeoutMs ?? 5000, (rank, seconds) => fail({ kind: 'silent', rank, seconds }));
   group.start();
+  liveness.start();
   options.events?.workersStarted?.(group.pids, ctx.attempt);
+  // Launched as rank 0 by an external launcher: this process is also rank 0's worker.
+  const inProcess = placement.mode === 'rank' ? runWorker(specOf(0)) : undefined;
+  inProcess?.catch((e: unknown) => fail({ kind: 'reported', rank: 0, error: isSlferError(e) ? e : errors.internal(String(e)) }));
 
   const inbox = new Inbox();
   const logged = new Set<string>();
@@ -228,9 +302,10 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
 
   try {
     await orFail(server.waitForRanks());
+    liveness.reset();
     void receiveLoop(server, inbox, {
       onMessage: (m) => {
-        group.beat(m.rank);
+        liveness.beat(m.rank);
         if (m.type === 'failed') fail({ kind: 'reported', rank: m.rank, error: fromWire(m.error, `worker rank ${m.rank}`) });
       },
       // A worker of this run that sends what the protocol does not know is a bug: stop, saying so.
@@ -239,10 +314,12 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
     });
     const ready = await orFail(inbox.fromAll('ready', worldSize));
     group.healthy();
+    liveness.reset();
     const backend = ready[0].backend;
-    log(`launched ${worldSize} workers on ${backend} (${ready[0].reason}); ${ready[0].parameters.toLocaleString('en-US')} parameters; ${ready[0].trainImages} train / ${ready[0].testImages} test images; ${ready[0].stepsPerEpoch} steps per epoch per worker`);
+    const hosts = new Set(server.registrations.map((r) => r?.host));
+    log(`launched ${worldSize} workers${hosts.size > 1 ? ` on ${hosts.size} machines` : ''} on ${backend} (${ready[0].reason}); ${ready[0].parameters.toLocaleString('en-US')} parameters; ${ready[0].trainImages} train / ${ready[0].testImages} test images; ${ready[0].stepsPerEpoch} steps per epoch per worker`);
     // One line per rank: which GPU it was given and what its engine made of it (the adapter).
-    if (assigned) for (const r of ready) log(`  rank ${r.rank}: GPU ${assigned[r.rank].index} ${assigned[r.rank].uuid} (${assigned[r.rank].name}) → ${r.backend}: ${r.reason}`);
+    if (assigned) forked.forEach((rank, i) => log(`  rank ${rank}: GPU ${assigned[i].index} ${assigned[i].uuid} (${assigned[i].name}) → ${ready[rank].backend}: ${ready[rank].reason}`));
 
     const { epochs, milestones, gamma, batchSize } = config.train;
     const progress = new RunProgress(runDir, attemptStart);
@@ -277,15 +354,21 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
       log(`  checksum ${summary.checksum.slice(0, 16)} equal on all ${worldSize} ranks`);
     }
     const { report, metrics } = await finishRun(run, { evaluation: finalEval ?? new ConfusionMatrix().result(), skipped, backend, dataset: splits.name, checkpoint: progress.lastCheckpoint });
+    liveness.stop();
     const stopped = group.stop(10_000);
     await broadcast({ type: 'stop' });
+    await inProcess?.catch(() => {});
     // The run's files are complete by now; a worker that then exits unclean is worth a line, not a failed run.
     if ((await stopped) !== 'SUCCEEDED') log('warning: not every worker exited with code 0 after the run');
     return { runDir, report, metrics, lastCheckpoint: progress.lastCheckpoint, bestCheckpoint: progress.bestOrLast, timings, workers: worldSize, backend };
   } finally {
+    liveness.stop();
     options.signal?.removeEventListener('abort', onAbort);
     await group.stop();
+    // Closing the control socket is what tells workers elsewhere (and rank 0's own, in this
+    // process) that the attempt is over: they stop within their heartbeat timeout.
     server.close();
+    if (inProcess) await Promise.race([inProcess.catch(() => {}), new Promise((r) => setTimeout(r, 10_000).unref())]);
   }
 }
 
@@ -346,7 +429,7 @@ async function receiveLoop(server: RendezvousServer, inbox: Inbox, on: ReceiveHa
       return; // The router closed: the run is over.
     }
     const [routingId, payload] = frames;
-    const rank = server.registrations.findIndex((r) => r !== undefined && payload !== undefined && Buffer.compare(r.routingId, routingId) === 0);
+    const rank = payload === undefined ? -1 : server.rankOf(routingId);
     const from = rank >= 0 ? `worker rank ${rank}` : 'an unregistered peer';
     let m: WorkerMessage;
     try {

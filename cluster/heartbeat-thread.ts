@@ -5,10 +5,11 @@ import { encode } from './protocol.js';
 /**
  * A worker's pulse, on a thread of its own: the main thread spends whole steps inside synchronous
  * engine calls, so a timer there would fall silent exactly when a slow step makes the coordinator
- * look. A hung process stops this thread too; a crashed one closes the socket.
+ * look. A hung process stops this thread too; a crashed one closes the socket. The socket's routing
+ * id was registered with the rendezvous, which is how the coordinator knows whose beat this is.
  */
-const { endpoint, rank, intervalMs } = workerData as { endpoint: string; rank: number; intervalMs: number };
-const dealer = new Dealer({ linger: 0, sendTimeout: intervalMs });
+const { endpoint, rank, intervalMs, routingId } = workerData as { endpoint: string; rank: number; intervalMs: number; routingId: string };
+const dealer = new Dealer({ linger: 0, sendTimeout: intervalMs, routingId });
 dealer.connect(endpoint);
 const beat = encode({ type: 'heartbeat', rank });
 let sending = false;

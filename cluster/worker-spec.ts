@@ -11,10 +11,17 @@ export const WorkerSpecSchema = z.strictObject({
   worldSize: z.number().int().positive(),
   /** The coordinator's control endpoint (its Router). */
   coordinator: z.string().min(1),
-  runDir: z.string().min(1),
-  /** The checkpoint every rank restores before the first epoch. */
+  /** The run folder, on rank 0's machine: only rank 0 writes it (checkpoints). */
+  runDir: z.string().min(1).optional(),
+  /** The checkpoint rank 0 restores before the first epoch (and broadcasts: no shared filesystem needed). */
   resume: z.string().min(1).optional(),
-  transport: z.enum(['tcp', 'ipc']).default('tcp'),
+  transport: z.enum(['tcp', 'ipc', 'auto']).default('tcp'),
+  /** Address the ring socket binds (0.0.0.0 when the world spans machines) and the one peers reach it at. */
+  host: z.string().min(1).default('127.0.0.1'),
+  advertise: z.string().min(1).optional(),
+  /** The run and attempt this process belongs to; the coordinator refuses any other's registration. */
+  runId: z.string().min(1).default('local'),
+  attempt: z.number().int().nonnegative().default(0),
   bucketBytes: z.number().int().positive().default(DEFAULT_BUCKET_BYTES),
   compression: z.enum(['none', 'fp16']).default('none'),
   heartbeatMs: z.number().int().positive().default(1000),

@@ -235,6 +235,12 @@ export const errors = {
       `worker rank ${rank} sent no heartbeat for ${seconds.toFixed(1)} s`,
       'the process hung or its machine is overloaded; continue from the last checkpoint with --resume <run folder>',
     ),
+  clusterCoordinatorLost: (rank: number, endpoint: string) =>
+    new SlferError(
+      'SLFER_CLUSTER_HEARTBEAT_LOST',
+      `worker rank ${rank}: lost the coordinator at ${endpoint} (its process or machine died, or the link went down)`,
+      "rank 0's log says why; the run continues from its last checkpoint when restarted with --resume auto",
+    ),
   clusterDiverged: (epoch: number, detail: string) =>
     new SlferError(
       'SLFER_CLUSTER_DIVERGED',

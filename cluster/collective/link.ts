@@ -65,6 +65,11 @@ export class Tripwire {
   private error: { e: unknown } | undefined;
   private readonly watching = new Set<(e: unknown) => void>();
 
+  /** The error it was tripped with, or undefined. */
+  get tripped(): unknown {
+    return this.error?.e;
+  }
+
   trip(e: unknown): void {
     if (this.error) return;
     this.error = { e };

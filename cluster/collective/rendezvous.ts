@@ -21,10 +21,16 @@ export interface Registration {
   rank: number;
   worldSize: number;
   endpoint: string;
+  /** The same socket's ipc endpoint, for a neighbour on the same machine (see `machine`). */
+  ipcEndpoint?: string;
+  /** Which machine the rank runs on (ranks with equal ids may talk over ipc). */
+  machine?: string;
   pid: number;
   host: string;
   /** The Router's routing id for this worker's Dealer: `router.send([routingId, payload])`. */
   routingId: Buffer;
+  /** The routing id of the worker's heartbeat socket (a second Dealer, on a thread of its own). */
+  heartbeatId?: Buffer;
 }
 
 export interface RegisterMessage {
@@ -32,12 +38,21 @@ export interface RegisterMessage {
   rank: number;
   worldSize: number;
   endpoint: string;
+  ipcEndpoint?: string;
+  machine?: string;
   pid: number;
   host: string;
+  /** The run and attempt the worker belongs to: a process left over from another one is refused. */
+  runId?: string;
+  attempt?: number;
+  heartbeatId?: string;
 }
 export interface RingMessage {
   type: 'ring';
+  /** The endpoint to reach each rank at, from the receiver's side (ipc where on the same machine), by rank. */
   endpoints: string[];
+  /** What the coordinator gives every rank with its ring (e.g. the run's config). */
+  welcome?: unknown;
 }
 export interface ErrorMessage {
   type: 'error';
@@ -54,6 +69,13 @@ export interface RendezvousServerOptions {
   host?: string;
   /** How long waitForRanks() waits for all ranks (default 60 s). */
   timeoutMs?: number;
+  /** The run and attempt registrations must name (when set); others are refused and reported to onStale. */
+  runId?: string;
+  attempt?: number;
+  /** Sent to every rank with its ring. */
+  welcome?: unknown;
+  /** A registration from another run or attempt, refused (the rendezvous goes on). */
+  onStale?(line: string): void;
 }
 
 export class RendezvousServer {
@@ -62,6 +84,7 @@ export class RendezvousServer {
   private readonly port: number;
   private readonly host: string;
   private readonly timeoutMs: number;
+  private readonly opts: RendezvousServerOptions;
   private bound: string | undefined;
   private byRank: Array<Registration | undefined>;
   private waiting: Promise<Registration[]> | undefined;
@@ -74,13 +97,14 @@ export class RendezvousServer {
     this.port = opts.port ?? 0;
     this.host = opts.host ?? '127.0.0.1';
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_RENDEZVOUS_TIMEOUT_MS;
+    this.opts = opts;
     this.byRank = new Array(this.worldSize).fill(undefined);
     this.router = new Router({ linger: 1000 });
   }
 
   /** Binds the Router; returns the endpoint workers register at (also `endpoint` afterwards). */
   async bind(): Promise<string> {
-    const address = `tcp://${this.host}:${this.port === 0 ? '*' : this.port}`;
+    const address = `tcp://${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.port === 0 ? '*' : this.port}`;
     try {
       await this.router.bind(address);
     } catch (e) {
@@ -130,8 +154,11 @@ export class RendezvousServer {
         count++;
       }
       const all = this.byRank as Registration[];
-      const ring = pack({ type: 'ring', endpoints: all.map((r) => r.endpoint) } satisfies RingMessage);
-      for (const r of all) await this.router.send([r.routingId, ring]);
+      for (const r of all) {
+        // ipc to a neighbour on the same machine (no TCP stack in between), tcp to any other.
+        const endpoints = all.map((o) => (o.ipcEndpoint && o.machine !== undefined && o.machine === r.machine ? o.ipcEndpoint : o.endpoint));
+        await this.router.send([r.routingId, pack({ type: 'ring', endpoints, welcome: this.opts.welcome } satisfies RingMessage)]);
+      }
       return all;
     } catch (e) {
       const err = e instanceof SlferError ? e : errors.clusterTransport('receive on', this.bound!, e);
@@ -152,6 +179,14 @@ export class RendezvousServer {
     }
     if (msg?.type !== 'register') return undefined;
     const { rank, worldSize, endpoint, pid, host } = msg;
+    // A process of another run or an earlier attempt (still alive, or its late message) is told so
+    // and ignored: it must neither join this ring nor break its rendezvous.
+    const stale = this.staleness(msg);
+    if (stale) {
+      this.opts.onStale?.(`pid ${String(pid)} on ${String(host)}: ${stale}`);
+      void this.router.send([routingId, encodeError(errors.clusterRankInvalid(stale))]).catch(() => {});
+      return undefined;
+    }
     let problem: string | undefined;
     if (!Number.isInteger(rank) || typeof endpoint !== 'string') problem = `malformed registration ${JSON.stringify(msg)}`;
     else if (worldSize !== this.worldSize) problem = `rank ${rank} expects worldSize ${worldSize}, the coordinator has ${this.worldSize}`;
@@ -165,7 +200,32 @@ export class RendezvousServer {
       void this.router.send([routingId, encodeError(err)]).catch(() => {});
       throw err;
     }
-    return { rank: rank!, worldSize: worldSize!, endpoint: endpoint!, pid: Number(pid), host: String(host), routingId };
+    const optional = (v: unknown) => (typeof v === 'string' && v.length > 0 ? v : undefined);
+    const heartbeatId = optional(msg.heartbeatId);
+    return {
+      rank: rank!,
+      worldSize: worldSize!,
+      endpoint: endpoint!,
+      ipcEndpoint: optional(msg.ipcEndpoint),
+      machine: optional(msg.machine),
+      pid: Number(pid),
+      host: String(host),
+      routingId,
+      heartbeatId: heartbeatId === undefined ? undefined : Buffer.from(heartbeatId),
+    };
+  }
+
+  /** Why a registration belongs to another run or attempt, or undefined when it is this one's. */
+  private staleness(msg: Partial<RegisterMessage>): string | undefined {
+    const { runId, attempt } = this.opts;
+    if (runId !== undefined && msg.runId !== runId) return `registration for run "${String(msg.runId)}", this is run "${runId}"`;
+    if (attempt !== undefined && msg.attempt !== attempt) return `registration from attempt ${String(msg.attempt)}, this is attempt ${attempt}: a process left over from an earlier attempt`;
+    return undefined;
+  }
+
+  /** The rank whose control or heartbeat socket has this routing id, or -1. */
+  rankOf(routingId: Buffer): number {
+    return this.byRank.findIndex((r) => r !== undefined && (r.routingId.equals(routingId) || (r.heartbeatId !== undefined && r.heartbeatId.equals(routingId))));
   }
 
   private async tellAll(err: SlferError): Promise<void> {
@@ -192,10 +252,25 @@ export interface RendezvousOptions {
   host?: string;
   /** A Dealer to register through and keep (as a control channel); by default one is made and closed. */
   dealer?: Dealer;
+  ipcEndpoint?: string;
+  machine?: string;
+  runId?: string;
+  attempt?: number;
+  heartbeatId?: string;
+}
+
+export interface RendezvousResult {
+  endpoints: string[];
+  welcome: unknown;
 }
 
 /** Worker side: registers with the coordinator and returns every rank's endpoint, in rank order. */
 export async function rendezvous(coordinatorEndpoint: string, opts: RendezvousOptions): Promise<string[]> {
+  return (await joinRendezvous(coordinatorEndpoint, opts)).endpoints;
+}
+
+/** rendezvous(), plus what the coordinator sent with the ring (RendezvousServerOptions.welcome). */
+export async function joinRendezvous(coordinatorEndpoint: string, opts: RendezvousOptions): Promise<RendezvousResult> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_RENDEZVOUS_TIMEOUT_MS;
   const owned = !opts.dealer;
   const dealer = opts.dealer ?? new Dealer({ linger: 0 });
@@ -208,8 +283,13 @@ export async function rendezvous(coordinatorEndpoint: string, opts: RendezvousOp
       rank: opts.rank,
       worldSize: opts.worldSize,
       endpoint: opts.endpoint,
+      ipcEndpoint: opts.ipcEndpoint,
+      machine: opts.machine,
       pid: opts.pid ?? process.pid,
       host: opts.host ?? hostname(),
+      runId: opts.runId,
+      attempt: opts.attempt,
+      heartbeatId: opts.heartbeatId,
     };
     let reply: Partial<RingMessage | ErrorMessage>;
     try {
@@ -226,7 +306,7 @@ export async function rendezvous(coordinatorEndpoint: string, opts: RendezvousOp
     if (reply.type !== 'ring' || !Array.isArray(reply.endpoints) || reply.endpoints.length !== opts.worldSize) {
       throw errors.clusterRankInvalid(`rank ${opts.rank}: unexpected answer from the coordinator: ${JSON.stringify(reply)}`);
     }
-    return reply.endpoints;
+    return { endpoints: reply.endpoints, welcome: reply.welcome };
   } finally {
     if (owned) dealer.close();
   }

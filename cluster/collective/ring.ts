@@ -30,9 +30,15 @@ import { Outbox, Tripwire } from './link.js';
 export interface RingOptions {
   rank: number;
   worldSize: number;
-  transport: 'tcp' | 'ipc';
-  /** TCP address to bind and advertise (default 127.0.0.1). */
+  /**
+   * 'tcp', 'ipc' (one machine only), or 'auto': bind both, and let each neighbour use ipc when it is
+   * on the same machine and tcp when not (the rendezvous picks, from the ranks' machine ids).
+   */
+  transport: 'tcp' | 'ipc' | 'auto';
+  /** TCP address to bind (default 127.0.0.1; 0.0.0.0 for a world that spans machines). */
   host?: string;
+  /** The address peers reach this rank at, when `host` is a wildcard (SLFER_ADVERTISE_ADDR or a detected one). */
+  advertise?: string;
   /** Folder for the IPC socket file (default: a fresh temp folder, removed on close). */
   ipcDir?: string;
   /** Pipeline chunk in bytes of float32 data; default: autoChunkElems() per collective. */
@@ -58,6 +64,13 @@ export interface AllReduceOptions {
 export const DEFAULT_TIMEOUT_MS = 30_000;
 export const DEFAULT_GC_EVERY_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_SOCKET_BUFFER_BYTES = -1;
+/**
+ * ZMTP heartbeats on every ring connection: a peer whose machine died or whose link went down is
+ * noticed within HEARTBEAT_TIMEOUT_MS (+ an interval), not after a TCP timeout of minutes. Any
+ * received traffic counts as a sign of life, so a busy link never trips them.
+ */
+export const HEARTBEAT_INTERVAL_MS = 1000;
+export const HEARTBEAT_TIMEOUT_MS = 3000;
 const ACK = 0xffffffff;
 /** Enough queued messages that sends never block on a healthy ring (payloads are not copied). */
 const HIGH_WATER_MARK = 100_000;
@@ -96,13 +109,14 @@ const exposedGc = (globalThis as { gc?: (opts?: { type: 'minor' | 'major' }) => 
 export class Ring {
   readonly rank: number;
   readonly worldSize: number;
-  readonly transport: 'tcp' | 'ipc';
+  readonly transport: 'tcp' | 'ipc' | 'auto';
   /** Fixed pipeline chunk, or undefined for autoChunkElems(). */
   readonly chunkElems: number | undefined;
   readonly timeoutMs: number;
   private readonly gcEveryBytes: number;
   private readonly socketBufferBytes: number;
   private readonly host: string;
+  private readonly advertise: string | undefined;
   private readonly ipcDir: string | undefined;
   private ownedIpcDir: string | undefined;
   private ipcPath: string | undefined;
@@ -112,6 +126,10 @@ export class Ring {
   private toNext: Dealer | undefined;
   private state: State = 'new';
   private failure: unknown;
+  /** The running collective's tripwire: a lost neighbour fails it at once. */
+  private running: Tripwire | undefined;
+  /** The ipc endpoint of the receiving socket, with transport 'auto'. */
+  ipcEndpoint: string | undefined;
   private busy = false;
   private seq = 0;
   private receivedSinceGc = 0;
@@ -128,8 +146,8 @@ export class Ring {
     if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
       throw errors.invalidArgument('ring rank', `${rank} is not in 0..${worldSize - 1}`, 'pass this process rank, 0-based');
     }
-    if (opts.transport !== 'tcp' && opts.transport !== 'ipc') {
-      throw errors.invalidArgument('ring transport', `"${String(opts.transport)}" is not supported`, "use 'tcp' or 'ipc'");
+    if (opts.transport !== 'tcp' && opts.transport !== 'ipc' && opts.transport !== 'auto') {
+      throw errors.invalidArgument('ring transport', `"${String(opts.transport)}" is not supported`, "use 'tcp', 'ipc' or 'auto'");
     }
     const chunkBytes = opts.chunkBytes;
     if (chunkBytes !== undefined && (!Number.isInteger(chunkBytes) || chunkBytes < 4)) {
@@ -143,6 +161,7 @@ export class Ring {
     this.worldSize = worldSize;
     this.transport = opts.transport;
     this.host = opts.host ?? '127.0.0.1';
+    this.advertise = opts.advertise;
     this.ipcDir = opts.ipcDir;
     this.chunkElems = chunkBytes === undefined ? undefined : Math.floor(chunkBytes / 4);
     this.timeoutMs = timeoutMs;
@@ -166,6 +185,24 @@ export class Ring {
       receiveTimeout: this.timeoutMs,
       sendBufferSize: this.socketBufferBytes,
       receiveBufferSize: this.socketBufferBytes,
+      heartbeatInterval: HEARTBEAT_INTERVAL_MS,
+      heartbeatTimeout: HEARTBEAT_TIMEOUT_MS,
+      heartbeatTimeToLive: HEARTBEAT_TIMEOUT_MS,
+    });
+  }
+
+  /**
+   * A neighbour's connection that drops once the ring is up is a lost peer: the ring fails, and
+   * a collective waiting on it ends now instead of at its timeout (a dead machine sends nothing,
+   * not even a TCP reset, so only the heartbeats above notice it).
+   */
+  private watch(sock: Dealer, peer: number): void {
+    sock.events.on('disconnect', () => {
+      if (this.state !== 'connected') return;
+      const e = errors.clusterRingUnusable(this.rank, `broken: the connection to rank ${peer} was lost (its process or machine died, or the link went down)`);
+      this.state = 'failed';
+      this.failure = e;
+      this.running?.trip(e);
     });
   }
 
@@ -173,24 +210,29 @@ export class Ring {
   async bind(): Promise<string> {
     if (this.state !== 'new') throw errors.clusterRingUnusable(this.rank, `already ${this.state} (bind() is called once)`);
     const sock = this.makeSocket();
-    let address: string;
-    if (this.transport === 'tcp') {
-      address = `tcp://${this.host}:*`;
-    } else {
+    const ipcAddress = () => {
       const dir = this.ipcDir ?? (this.ownedIpcDir = mkdtempSync(join(tmpdir(), 'slfer-ring-')));
       this.ipcPath = join(dir, `rank-${this.rank}-${process.pid}.sock`);
-      address = `ipc://${this.ipcPath}`;
-    }
-    try {
-      await sock.bind(address);
-    } catch (e) {
-      sock.close();
-      this.removeIpcFiles();
-      throw errors.clusterTransport('bind', address, e);
+      return `ipc://${this.ipcPath}`;
+    };
+    const addresses = this.transport === 'ipc' ? [ipcAddress()] : [`tcp://${this.host}:*`];
+    if (this.transport === 'auto') addresses.push(ipcAddress());
+    const bound: string[] = [];
+    for (const address of addresses) {
+      try {
+        await sock.bind(address);
+      } catch (e) {
+        sock.close();
+        this.removeIpcFiles();
+        throw errors.clusterTransport('bind', address, e);
+      }
+      bound.push(sock.lastEndpoint ?? address);
     }
     this.fromPrev = sock;
     this.state = 'bound';
-    return sock.lastEndpoint ?? address;
+    if (this.transport === 'auto') this.ipcEndpoint = bound[1];
+    // A wildcard bind is reachable at the advertised address, never at the literal 0.0.0.0.
+    return this.advertise && bound[0].startsWith('tcp://') ? bound[0].replace(/^tcp:\/\/[^:]+:/, `tcp://${this.advertise}:`) : bound[0];
   }
 
   /** Connects to the next rank, given every rank's endpoint in rank order (from rendezvous). */
@@ -209,6 +251,8 @@ export class Ring {
     }
     this.toNext = sock;
     this.state = 'connected';
+    this.watch(this.fromPrev!, this.prevRank);
+    this.watch(sock, this.nextRank);
   }
 
   /**
@@ -356,6 +400,7 @@ export class Ring {
     const fromPrev = this.fromPrev!;
     const toNext = this.toNext!;
     const abort = new Tripwire();
+    this.running = abort;
     const outbox = new Outbox(toNext, (e) => abort.trip(this.translate(e, this.nextRank, 'room to send (its queue stayed full)')));
     let sent = 0;
     let received = 0;
@@ -394,6 +439,7 @@ export class Ring {
       throw e;
     } finally {
       this.busy = false;
+      this.running = undefined;
     }
   }
 

@@ -10,7 +10,7 @@ import { evaluate, predict } from '../train/evaluate.js';
 import type { Report } from '../train/run-files.js';
 import { train } from '../train/trainer.js';
 import { DEFAULT_BUCKET_BYTES } from '../../cluster/collective/buckets.js';
-import { launch } from '../../cluster/coordinator.js';
+import { launchThisProcess } from '../../cluster/launch-process.js';
 import { EXIT_RETRYABLE, isRetryable } from '../../cluster/failure-policy.js';
 import { benchScaling } from '../../cluster/bench/scaling.js';
 import { registerBenchAllReduce } from '../../cluster/bench/cli.js';
@@ -107,6 +107,21 @@ function configFromFlags(flags: TrainFlags, cmd: Command): ConfigInput {
   return merged;
 }
 
+interface LaunchFlags extends TrainFlags {
+  gpus?: number;
+  workers?: number;
+  maxRestarts: number;
+  nnodes?: number;
+  nodeRank?: number;
+  nprocPerNode?: number;
+  rdzvEndpoint?: string;
+  runId?: string;
+  port?: number;
+  transport: 'tcp' | 'ipc';
+  bucketMb: number;
+  fp16Gradients?: boolean;
+}
+
 export function buildProgram(): Command {
   const program = new Command('slfer-dist')
     .description('Train and run SLFER (SE-ResNet18 + segmentation and part-presence tasks) for facial expression recognition on TensorFlow.js')
@@ -133,16 +148,22 @@ export function buildProgram(): Command {
       .option('--workers <n>', 'CPU worker processes (single-node dev mode; default 2)', int('--workers'))
       .option('--max-restarts <n>', 'after a lost worker, stop every worker and start again from the newest good checkpoint, up to N times', int('--max-restarts'), 0),
   )
-    .addOption(new Option('--transport <kind>', 'all-reduce transport').choices(['tcp', 'ipc']).default('tcp'))
+    .option('--nnodes <n>', 'machines in the run, one `launch` agent on each (torchrun style); not needed under srun, mpirun, torchrun or Kubernetes', int('--nnodes'))
+    .option('--node-rank <r>', "this machine's index, 0..nnodes-1 (node 0 hosts the coordinator)", int('--node-rank'))
+    .option('--nproc-per-node <k>', 'workers on each machine (default: --gpus, else 1)', int('--nproc-per-node'))
+    .option('--rdzv-endpoint <host:port>', "node 0's address and the coordinator's port, the same on every node (under a launcher that gives none, such as srun or mpirun: rank 0's host)")
+    .option('--run-id <id>', 'names the run; every process of it must agree (default: from the launcher, or the rendezvous endpoint)')
+    .addOption(new Option('--transport <kind>', 'all-reduce transport on one machine (across machines: ipc within a node, tcp between nodes)').choices(['tcp', 'ipc']).default('tcp'))
     .option('--port <n>', "coordinator's control port (default: any free port)", int('--port'))
     .option('--bucket-mb <mb>', 'gradient bucket size (MB)', num('--bucket-mb'), DEFAULT_BUCKET_BYTES / 2 ** 20)
     .option('--fp16-gradients', 'send gradients in half precision')
-    .action(async (flags: TrainFlags & { gpus?: number; workers?: number; maxRestarts: number; port?: number; transport: 'tcp' | 'ipc'; bucketMb: number; fp16Gradients?: boolean }, cmd: Command) => {
+    .action(async (flags: LaunchFlags, cmd: Command) => {
       const config = configFromFlags(flags, cmd);
       const interrupt = stopOnCtrlC('stopping the workers (the last checkpoint stays; Ctrl-C again to quit now, and the workers follow)');
       const progress = progressReporter();
       try {
-        const r = await launch({
+        const placementFlags = { workers: flags.workers, gpus: flags.gpus, nnodes: flags.nnodes, nodeRank: flags.nodeRank, nprocPerNode: flags.nprocPerNode, rdzvEndpoint: flags.rdzvEndpoint, port: flags.port, runId: flags.runId };
+        const outcome = await launchThisProcess(placementFlags, {
           config,
           gpus: flags.gpus,
           workers: flags.workers,
@@ -165,6 +186,11 @@ export function buildProgram(): Command {
             },
           },
         });
+        if (outcome.role !== 'coordinator') {
+          process.stderr.write(`${outcome.role === 'agent' ? `node ${outcome.node}` : `rank ${outcome.rank}`}: done (rank 0 holds the run folder and the report)\n`);
+          return;
+        }
+        const r = outcome.result;
         printReport(r.report, join(r.runDir, 'report.json'));
         process.stdout.write(`run folder: ${r.runDir} (metrics.jsonl, timings.json, checkpoints/, confusion-matrix.png)\n`);
       } finally {

@@ -35,7 +35,11 @@ export async function openDataset(data: Config['data'], log: (line: string) => v
         const s = data.synthetic;
         log(`generating the synthetic dataset (${s.train} train + ${s.test} test faces, ${s.size}px, seed ${s.seed}) in ${root}`);
         const t0 = Date.now();
-        await synthesize({ out: root, train: s.train, test: s.test, size: s.size, seed: s.seed });
+        await synthesize({ out: root, train: s.train, test: s.test, size: s.size, seed: s.seed }).catch((e: unknown) => {
+          // Another process of the run (a rank on this machine) finished the same set first: it is
+          // the same set (same settings, same seed), so use theirs.
+          if (!existsSync(join(root, 'synth.json'))) throw e;
+        });
         log(`generated in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
       }
       return { ...readRafDb(root), name: 'synthetic' };

@@ -135,7 +135,9 @@ describe('slfer-dist launch', () => {
     const code = await exited;
     expect(Date.now() - stoppedAt).toBeLessThan(10_000);
     expect(code).not.toBe(0);
-    expect(stderr).toMatch(/SLFER_CLUSTER_HEARTBEAT_LOST|SLFER_CLUSTER_WORKER_FAILED/);
+    // Whoever notices first: the coordinator (no heartbeat) or the stopped rank's ring neighbour
+    // (no answer to ZMTP heartbeats), which names the rank it lost.
+    expect(stderr).toMatch(/SLFER_CLUSTER_HEARTBEAT_LOST|SLFER_CLUSTER_WORKER_FAILED|SLFER_CLUSTER_RING_UNUSABLE: .*the connection to rank \d was lost/);
     for (const pid of workers) expect(alive(pid)).toBe(false);
   });
 });

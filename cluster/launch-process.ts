@@ -1,0 +1,40 @@
+import { advertiseAddress } from './advertise.js';
+import { launch, workerSpecOf, type LaunchOptions, type LaunchResult } from './coordinator.js';
+import { runNodeAgent } from './node-agent.js';
+import { resolvePlacement, runIdentity, type PlacementFlags } from './placement.js';
+import { runWorker } from './rank-worker.js';
+
+export type LaunchOutcome = { role: 'coordinator'; result: LaunchResult } | { role: 'agent'; node: number } | { role: 'rank'; rank: number };
+
+/**
+ * What `slfer-dist launch` does in this process, wherever it was started: on one machine, as a
+ * node's agent, or as one rank under srun/mpirun/torchrun/Kubernetes (placement.ts decides). The
+ * process that hosts the coordinator runs the whole run lifecycle (launch()); the others only
+ * serve ranks, and never touch the run folder.
+ */
+export async function launchThisProcess(flags: PlacementFlags & { runId?: string }, options: LaunchOptions, env: NodeJS.ProcessEnv = process.env): Promise<LaunchOutcome> {
+  const placement = resolvePlacement(flags, env);
+  const { runId, attempt } = runIdentity(placement, env, flags.runId);
+  const log = options.events?.log ?? (() => {});
+  if (placement.coordinator) return { role: 'coordinator', result: await launch({ ...options, placement, runId, firstAttempt: attempt }) };
+  if (placement.mode === 'agent') {
+    await runNodeAgent(placement, { runId, maxRestarts: options.maxRestarts ?? 0, gpus: options.gpus, bucketMb: options.bucketMb, compression: options.compression, log, signal: options.signal });
+    return { role: 'agent', node: placement.nodeRank };
+  }
+  if (placement.mode !== 'rank') throw new Error('unreachable: a local placement always hosts the coordinator');
+  const advertise = placement.multiMachine ? await advertiseAddress(placement.host, env) : undefined;
+  log(`rank ${placement.rank} of ${placement.worldSize} (${placement.launcher}, attempt ${attempt}): joining the coordinator at ${placement.host}:${placement.port}`);
+  await runWorker(
+    workerSpecOf(placement.rank, {
+      placement,
+      coordinator: `tcp://${placement.host}:${placement.port}`,
+      advertise,
+      runId,
+      attempt,
+      transport: options.transport,
+      bucketMb: options.bucketMb,
+      compression: options.compression,
+    }),
+  );
+  return { role: 'rank', rank: placement.rank };
+}
