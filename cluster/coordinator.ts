@@ -280,7 +280,6 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
   // Ranks elsewhere have no process here to watch: their heartbeats say they are alive.
   const liveness = new Liveness(worldSize, options.heartbeatTimeoutMs ?? 5000, (rank, seconds) => fail({ kind: 'silent', rank, seconds }));
   group.start();
-  liveness.start();
   options.events?.workersStarted?.(group.pids, ctx.attempt);
   // Launched as rank 0 by an external launcher: this process is also rank 0's worker.
   const inProcess = placement.mode === 'rank' ? runWorker(specOf(0)) : undefined;
@@ -301,8 +300,10 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
   };
 
   try {
+    // Ranks that never register are the rendezvous's to report (its timeout names them); from now
+    // on each rank's heartbeat socket is known, and silence counts.
     await orFail(server.waitForRanks());
-    liveness.reset();
+    liveness.start();
     void receiveLoop(server, inbox, {
       onMessage: (m) => {
         liveness.beat(m.rank);

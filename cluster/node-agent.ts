@@ -27,7 +27,7 @@ export interface NodeAgentOptions {
  * them again as the next attempt, up to --max-restarts times, like node 0 does.
  */
 export async function runNodeAgent(placement: Extract<Placement, { mode: 'agent' }>, o: NodeAgentOptions): Promise<void> {
-  const advertise = await advertiseAddress(placement.host);
+  const advertise = placement.multiMachine ? await advertiseAddress(placement.host) : undefined;
   const coordinator = `tcp://${placement.host}:${placement.port}`;
   let assigned: Gpu[] | undefined;
   if (o.gpus !== undefined) {
@@ -65,7 +65,7 @@ export async function runNodeAgent(placement: Extract<Placement, { mode: 'agent'
     };
     o.signal?.addEventListener('abort', onAbort);
     group.start();
-    o.log(`node ${placement.nodeRank}: started ranks ${placement.localRanks.join(', ')} (attempt ${attempt}), coordinator ${coordinator}, advertising ${advertise}`);
+    o.log(`node ${placement.nodeRank}: started ranks ${placement.localRanks.join(', ')} (attempt ${attempt}), coordinator ${coordinator}${advertise ? `, advertising ${advertise}` : ''}`);
     await done;
     o.signal?.removeEventListener('abort', onAbort);
     await group.stop(first ? 0 : 10_000);

@@ -67,8 +67,9 @@ export function resolvePlacement(flags: PlacementFlags, env: NodeJS.ProcessEnv =
     const { host, port } = parseEndpoint(flags.rdzvEndpoint);
     const perNode = positive(flags.nprocPerNode ?? flags.gpus ?? flags.workers ?? 1, '--nproc-per-node')!;
     if (flags.gpus !== undefined && flags.gpus !== perNode) throw errors.invalidArgument('--gpus', `${flags.gpus} with --nproc-per-node ${perNode}`, 'give one of them (one worker per GPU)');
-    const multiMachine = nodes > 1;
-    if (multiMachine && isLoopback(host)) throw errors.invalidArgument('--rdzv-endpoint', `${flags.rdzvEndpoint} is a loopback address for ${nodes} nodes`, "give node 0's address as the other nodes reach it");
+    // Node 0 at a loopback address: every "node" is on this machine (a dev setup), so nothing
+    // needs to listen beyond loopback.
+    const multiMachine = nodes > 1 && !isLoopback(host);
     return {
       mode: 'agent',
       nodes,
