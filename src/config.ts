@@ -88,8 +88,18 @@ const TrainSchema = z.strictObject({
   milestones: z.array(z.number().int().positive()).default([10, 18, 25, 32]),
   gamma: z.number().positive().default(0.1),
   seed: z.number().int().nonnegative().default(0),
-  /** Epoch checkpoints kept besides the best one. */
+  /** Epoch checkpoints kept besides the best one (and as many mid-epoch ones of the epoch in progress). */
   keepCheckpoints: positiveInt.default(3),
+  /**
+   * Also checkpoint every this many steps within an epoch, so a restart repeats at most that many
+   * (resuming gives bitwise the weights of an uninterrupted run at the same world size). Absent:
+   * end-of-epoch checkpoints only.
+   */
+  checkpointEvery: z
+    .number()
+    .int({ error: 'must be a whole number of steps' })
+    .min(1, { error: 'must be at least 1 step (leave it out for end-of-epoch checkpoints only)' })
+    .optional(),
 });
 
 const EngineSchema = z.strictObject({

@@ -167,6 +167,13 @@ export const errors = {
       `checkpoint ${path} does not fit this model: ${problem}`,
       'resume with the config the checkpoint was trained with (it is stored in the run folder as config.json)',
     ),
+  /** A mid-epoch checkpoint holds each rank's own shard position and BN statistics: only its world size can continue it. */
+  checkpointWorldSize: (path: string, epoch: number, stepInEpoch: number, saved: number, now: number) =>
+    new SlferError(
+      'SLFER_CHECKPOINT_MISMATCH',
+      `checkpoint ${path} was saved in the middle of epoch ${epoch + 1} (after step ${stepInEpoch}) by ${saved} process${saved === 1 ? '' : 'es'}, and this run has ${now}`,
+      `resume it with ${saved} process${saved === 1 ? '' : 'es'}; or resume from the end-of-epoch checkpoint before it (checkpoints/epoch-${String(epoch).padStart(4, '0')}), which --allow-world-size-change continues with another number`,
+    ),
   invalidArgument: (what: string, problem: string, hint: string) =>
     new SlferError('SLFER_INVALID_ARGUMENT', `${what}: ${problem}`, hint),
   aborted: (what: string) =>

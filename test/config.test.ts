@@ -49,6 +49,22 @@ describe('config', () => {
     expect(codeAndMessage(() => resolveConfig({ data: { mean: [0, 0] } })).message).toContain('"data.mean"');
   });
 
+  it('train.checkpointEvery is optional and, when set, a whole number of steps >= 1', () => {
+    expect(resolveConfig({}).train.checkpointEvery).toBeUndefined();
+    expect(resolveConfig({ train: { checkpointEvery: 40 } }).train.checkpointEvery).toBe(40);
+    for (const [bad, why] of [
+      [0, 'at least 1 step'],
+      [-5, 'at least 1 step'],
+      [2.5, 'whole number of steps'],
+      ['10', 'expected number'],
+    ] as const) {
+      const e = codeAndMessage(() => resolveConfig({ train: { checkpointEvery: bad } }, 'run.json'));
+      expect(e.code).toBe('SLFER_CONFIG_INVALID');
+      expect(e.message).toContain('run.json: field "train.checkpointEvery"');
+      expect(e.message).toContain(why);
+    }
+  });
+
   it('lets later layers override earlier ones field by field', () => {
     const c = resolveConfig(mergeConfig({ train: { epochs: 3, lr: 0.01 } }, { train: { epochs: 5, lr: undefined } }));
     expect(c.train.epochs).toBe(5);

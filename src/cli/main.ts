@@ -45,6 +45,7 @@ interface TrainFlags {
   skipMissingMasks?: boolean;
   pretrained?: string;
   allowWorldSizeChange?: boolean;
+  checkpointEvery?: number;
 }
 
 /** Flags overlay the config file field by field; an unset flag leaves the file's value. */
@@ -52,7 +53,7 @@ function flagsToConfig(f: TrainFlags): ConfigInput {
   return {
     data: { dataset: f.dataset, root: f.data, resize: f.resize, threads: f.threads, skipMissingMasks: f.skipMissingMasks },
     model: { variant: f.variant, width: f.width, inputSize: f.inputSize, pretrained: f.pretrained },
-    train: { epochs: f.epochs, batchSize: f.batchSize, lr: f.lr, seed: f.seed },
+    train: { epochs: f.epochs, batchSize: f.batchSize, lr: f.lr, seed: f.seed, checkpointEvery: f.checkpointEvery },
     engine: { backend: f.backend },
   };
 }
@@ -92,9 +93,10 @@ function withTrainingOptions(cmd: Command): Command {
     .option('--threads <n>', 'image decoding threads (per worker with launch)', int('--threads'))
     .option('--skip-missing-masks', 'drop images without a semantic mask instead of stopping')
     .option('--pretrained <file.pth>', 'start the backbone from a PyTorch ResNet18 checkpoint (torchvision names; e.g. resnet18_msceleb.pth)')
+    .option('--checkpoint-every <steps>', 'also checkpoint every STEPS steps within an epoch, so a restart repeats at most that many (default: at the end of each epoch only)', int('--checkpoint-every', { min: 1 }))
     .option('-o, --out <dir>', 'run folder (default runs/<timestamp>)')
     .option('--allow-world-size-change', 'resume a checkpoint with another number of processes than trained it (not bitwise equal to an unchanged run)')
-    .option('--resume <dir|auto>', "continue a run from its last checkpoint (a run or checkpoint folder); 'auto': continue --out's run if it has a checkpoint, else start it");
+    .option('--resume <dir|auto>', "continue a run from its newest checkpoint, mid-epoch ones included (a run or checkpoint folder); 'auto': continue --out's run if it has a checkpoint, else start it");
 }
 
 /** The config file overlaid with the flags; a bad field is reported against the file it is in. */

@@ -1,9 +1,11 @@
 /** Commander argument parsers shared by every command: a bad value is refused naming its flag. */
 import { InvalidArgumentError } from 'commander';
 
-export const int = (name: string) => (v: string) => {
+/** `min`: refuse smaller values here, naming the flag (otherwise the config check names its field). */
+export const int = (name: string, o: { min?: number } = {}) => (v: string) => {
   const n = Number(v);
   if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
+  if (o.min !== undefined && n < o.min) throw new InvalidArgumentError(`${name} must be at least ${o.min}`);
   return n;
 };
 

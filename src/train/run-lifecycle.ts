@@ -19,9 +19,10 @@ export interface RunOptions {
   /** Run folder; default runs/<timestamp>, or the resumed run's folder. */
   out?: string;
   /**
-   * A run folder or checkpoint to continue from; `config` may then only change train.epochs.
-   * 'auto': continue the run in `out` when it holds a checkpoint, else start it there (what an
-   * external launcher's retry needs: the same command line every time).
+   * A run folder (its newest checkpoint, mid-epoch included) or checkpoint to continue from;
+   * `config` may then only change train.epochs and train.checkpointEvery (which does not change
+   * the result). 'auto': continue the run in `out` when it holds a checkpoint, else start it there
+   * (what an external launcher's retry needs: the same command line every time).
    */
   resume?: string;
   /**
@@ -35,7 +36,10 @@ export interface OpenedRun {
   config: Config;
   runDir: string;
   resumed?: ReturnType<typeof loadCheckpoint>;
-  /** The first epoch to train (0-based): after the resumed checkpoint's. */
+  /**
+   * The first epoch to train (0-based): after the resumed checkpoint's, or the one it was saved in
+   * the middle of (resumed.stepInEpoch steps done), which the restored session continues.
+   */
   startEpoch: number;
   /** Milliseconds since the epoch, when the run (this attempt) began. */
   started: number;
@@ -49,6 +53,11 @@ export function openRun(o: RunOptions, worldSize: number, adjust: (c: Config) =>
   const started = Date.now();
   const resumePath = o.resume === 'auto' ? autoResume(o.out) : o.resume;
   const resumed = resumePath ? loadCheckpoint(resumePath) : undefined;
+  // Mid-epoch, each rank's shard position and BN statistics are its own: no other world size can
+  // take them over, --allow-world-size-change or not.
+  if (resumed?.stepInEpoch !== undefined && (resumed.worldSize ?? 1) !== worldSize) {
+    throw errors.checkpointWorldSize(resumed.path, resumed.epoch, resumed.stepInEpoch, resumed.worldSize ?? 1, worldSize);
+  }
   if (resumed?.worldSize !== undefined && resumed.worldSize !== worldSize && !o.allowWorldSizeChange) {
     throw errors.invalidArgument(
       '--resume',
@@ -57,10 +66,14 @@ export function openRun(o: RunOptions, worldSize: number, adjust: (c: Config) =>
     );
   }
   const config = adjust(
-    resumed ? resolveConfig(mergeConfig(resumed.config, { train: { epochs: o.config?.train?.epochs } }), 'resumed config') : resolveConfig(o.config ?? {}, 'config'),
+    resumed
+      ? resolveConfig(mergeConfig(resumed.config, { train: { epochs: o.config?.train?.epochs, checkpointEvery: o.config?.train?.checkpointEvery } }), 'resumed config')
+      : resolveConfig(o.config ?? {}, 'config'),
   );
   const runDir = resolve(o.out ?? (resumed ? dirname(dirname(resumed.path)) : join('runs', timestamp())));
-  if (!resumed && existsSync(join(runDir, RUN_FILES.metrics))) {
+  // 'auto' with no checkpoint to continue starts the run over: metrics.jsonl may hold the line of
+  // an epoch whose checkpoint a kill prevented (the line is written first), which it then replaces.
+  if (!resumed && o.resume !== 'auto' && existsSync(join(runDir, RUN_FILES.metrics))) {
     throw errors.invalidArgument('run folder', `${runDir} already holds a run`, 'continue it with --resume, or choose another --out');
   }
   mkdirSync(runDir, { recursive: true });

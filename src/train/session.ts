@@ -6,7 +6,7 @@ import type { DatasetSplits, Sample, SkippedFile } from '../data/types.js';
 import { errors } from '../errors.js';
 import { SlferModel } from '../model/slfer.js';
 import { Adam, learningRate } from './adam.js';
-import { assertSameLayout, type TrainingState } from './checkpoint.js';
+import { assertSameLayout, type RankEpochProgress, type TrainingState } from './checkpoint.js';
 import { evaluateModel } from './evaluate-model.js';
 import type { EvalResult } from './metrics.js';
 import { computeGradients, finishStep, readLosses } from './step.js';
@@ -30,6 +30,8 @@ export interface StepTiming {
 export interface EpochStats extends StepTiming {
   epoch: number;
   steps: number;
+  /** Steps of the epoch done before this call (a mid-epoch resume), whose sums are included. */
+  startStep: number;
   images: number;
   seconds: number;
   lossSums: { total: number; expression: number; segmentation: number; components: number };
@@ -45,6 +47,40 @@ export interface StepEvent {
   seconds: number;
 }
 
+export interface TrainEpochOptions {
+  reducer?: GradientReducer;
+  onStep?: (e: StepEvent) => void;
+  signal?: AbortSignal;
+  /**
+   * Call onCheckpointDue after every checkpointEvery-th step of the epoch (counted from its start,
+   * so every rank, and a resumed run, stops at the same steps), but not after its last step: the
+   * end-of-epoch checkpoint follows that.
+   */
+  checkpointEvery?: number;
+  /**
+   * Awaited between steps; inside it, rankProgress() and midEpochState() describe the epoch so far.
+   * In a worker group every rank must take part (it is the same step on all of them).
+   */
+  onCheckpointDue?: (step: number) => Promise<void>;
+}
+
+/** A restored mid-epoch checkpoint, waiting for the trainEpoch call that continues it. */
+interface ResumePoint {
+  epoch: number;
+  step: number;
+  progress: Omit<RankEpochProgress, 'buffers'>;
+}
+
+/** The epoch being trained, at a checkpoint hook. */
+interface AtBoundary {
+  epoch: number;
+  step: number;
+  stats: EpochStats;
+  /** Seconds of the epoch spent before this call (a resumed run), plus performance.now() at its start. */
+  secondsBefore: number;
+  t0: number;
+}
+
 /**
  * One worker's training state and work: model, optimizer, data pipeline and its shard. The
  * single-process trainer runs one session with rank 0 of 1; the distributed runtime runs one per
@@ -57,6 +93,8 @@ export class TrainingSession {
   readonly adam: Adam;
   readonly pipeline: ImagePipeline;
   step = 0;
+  private resumeAt?: ResumePoint;
+  private boundary?: AtBoundary;
 
   constructor(
     readonly config: Config,
@@ -74,36 +112,77 @@ export class TrainingSession {
     return Math.floor(Math.ceil(this.splits.train.length / this.worldSize) / this.config.train.batchSize);
   }
 
+  /** The restored mid-epoch position that the next trainEpoch continues from, if any. */
+  get resumePoint(): { epoch: number; step: number } | undefined {
+    return this.resumeAt && { epoch: this.resumeAt.epoch, step: this.resumeAt.step };
+  }
+
+  /**
+   * Loads a checkpoint into this rank. An end-of-epoch one gives every rank the same state; a
+   * mid-epoch one gives this rank its own BN statistics and epoch sums (rank `this.rank` of the
+   * checkpoint's, whose world size must be this one), and the next trainEpoch(state.epoch)
+   * continues after step state.stepInEpoch.
+   */
   restore(state: TrainingState & { path: string; specs: Parameters<typeof assertSameLayout>[2] }): void {
     const store = this.model.store;
     assertSameLayout(state.path, { params: store.paramSpecs, buffers: store.bufferSpecs }, state.specs);
-    store.write(state.params, state.buffers);
+    let buffers = state.buffers;
+    let resumeAt: ResumePoint | undefined;
+    if (state.stepInEpoch !== undefined) {
+      const ranks = state.ranks ?? [];
+      if (ranks.length !== this.worldSize) throw errors.checkpointWorldSize(state.path, state.epoch, state.stepInEpoch, ranks.length, this.worldSize);
+      if (state.stepInEpoch >= this.stepsPerEpoch) {
+        throw errors.checkpointMismatch(state.path, `it was saved after step ${state.stepInEpoch} of epoch ${state.epoch + 1}, and an epoch of this run has ${this.stepsPerEpoch} steps`);
+      }
+      const { buffers: own, ...progress } = ranks[this.rank];
+      buffers = own;
+      resumeAt = { epoch: state.epoch, step: state.stepInEpoch, progress };
+    }
+    store.write(state.params, buffers);
     this.adam.write(state.adam);
     this.step = state.step;
+    this.resumeAt = resumeAt;
   }
 
-  async trainEpoch(
-    epoch: number,
-    opts: { reducer?: GradientReducer; onStep?: (e: StepEvent) => void; signal?: AbortSignal } = {},
-  ): Promise<EpochStats> {
+  /**
+   * Trains epoch `epoch` (0-based) on this rank's shard: from its first step, or after the step a
+   * restored mid-epoch checkpoint left it at. The epoch's order (seed, epoch) and augmentation
+   * (seed, epoch, sample) are functions of their keys, not streams, so skipping the steps already
+   * done needs no RNG state.
+   */
+  async trainEpoch(epoch: number, opts: TrainEpochOptions = {}): Promise<EpochStats> {
     const { batchSize, seed, milestones, gamma } = this.config.train;
+    const resume = this.resumeAt;
+    // Training another epoch than the restored one would silently give other weights: a bug.
+    if (resume && resume.epoch !== epoch) throw errors.internal(`a checkpoint from the middle of epoch ${resume.epoch + 1} was restored, and then epoch ${epoch + 1} was asked for`);
+    const every = opts.checkpointEvery;
+    if (every !== undefined && (!Number.isInteger(every) || every < 1)) {
+      throw errors.invalidArgument('checkpointEvery', `${every} is not a whole number of steps >= 1`, 'set train.checkpointEvery (--checkpoint-every) to 1 or more, or leave it out');
+    }
+    this.resumeAt = undefined;
     const lr = learningRate(this.config.train.lr, epoch, milestones, gamma);
     const order = epochIndices({ n: this.splits.train.length, epoch, seed, shuffle: true, rank: this.rank, worldSize: this.worldSize });
     const steps = this.stepsPerEpoch;
+    const first = resume?.step ?? 0;
+    const before = resume?.progress;
     const stats: EpochStats = {
       epoch,
       steps,
-      images: 0,
+      startStep: first,
+      images: before?.images ?? 0,
       seconds: 0,
-      computeMs: 0,
-      reduceMs: 0,
-      waitMs: 0,
-      lossSums: { total: 0, expression: 0, segmentation: 0, components: 0 },
-      skipped: [],
+      computeMs: before?.computeMs ?? 0,
+      reduceMs: before?.reduceMs ?? 0,
+      waitMs: before?.waitMs ?? 0,
+      lossSums: before ? { ...before.lossSums } : { total: 0, expression: 0, segmentation: 0, components: 0 },
+      skipped: before ? [...before.skipped] : [],
     };
+    const secondsBefore = before?.seconds ?? 0;
     const t0 = performance.now();
-    let s = 0;
-    const batches = this.pipeline.batches(this.splits.train, order.subarray(0, steps * batchSize), {
+    const elapsed = () => secondsBefore + (performance.now() - t0) / 1000;
+    let s = first;
+    // Batches start at a multiple of batchSize, so they are the same batches as an uninterrupted epoch's.
+    const batches = this.pipeline.batches(this.splits.train, order.subarray(first * batchSize, steps * batchSize), {
       batchSize,
       train: true,
       hflip: this.config.data.hflip,
@@ -141,10 +220,18 @@ export class TrainingSession {
         stats.images += batch.size;
         for (const k of ['total', 'expression', 'segmentation', 'components'] as const) stats.lossSums[k] += (l[k] ?? 0) * batch.size;
       }
-      opts.onStep?.({ epoch: epoch + 1, step: s, steps, loss: l?.total ?? NaN, images: stats.images, seconds: (performance.now() - t0) / 1000 });
+      opts.onStep?.({ epoch: epoch + 1, step: s, steps, loss: l?.total ?? NaN, images: stats.images, seconds: elapsed() });
+      if (every !== undefined && opts.onCheckpointDue && s % every === 0 && s < steps) {
+        this.boundary = { epoch, step: s, stats, secondsBefore, t0 };
+        try {
+          await opts.onCheckpointDue(s);
+        } finally {
+          this.boundary = undefined;
+        }
+      }
       if (opts.signal?.aborted) throw errors.aborted(`training (epoch ${epoch + 1}, step ${s})`);
     }
-    stats.seconds = (performance.now() - t0) / 1000;
+    stats.seconds = elapsed();
     return stats;
   }
 
@@ -154,7 +241,7 @@ export class TrainingSession {
     return evaluateModel(this.model, this.pipeline, shard, this.config.train.batchSize);
   }
 
-  /** Everything a checkpoint holds, read from the engine. */
+  /** Everything an end-of-epoch checkpoint holds, read from the engine (`epoch`: epochs completed). */
   async state(epoch: number, testAccuracy?: number): Promise<TrainingState> {
     const { params, buffers } = await this.model.store.read();
     return {
@@ -169,6 +256,58 @@ export class TrainingSession {
       worldSize: this.worldSize,
       config: this.config,
     };
+  }
+
+  /**
+   * This rank's share of the epoch so far, at a checkpoint hook: what a worker group gathers from
+   * every rank for rank 0's midEpochState (plain arrays and numbers: it crosses processes as is).
+   */
+  async rankProgress(): Promise<RankEpochProgress> {
+    const b = this.atBoundary('rankProgress');
+    const { stats } = b;
+    return {
+      rank: this.rank,
+      buffers: (await this.model.store.read()).buffers,
+      images: stats.images,
+      lossSums: { ...stats.lossSums },
+      skipped: [...stats.skipped],
+      seconds: b.secondsBefore + (performance.now() - b.t0) / 1000,
+      computeMs: stats.computeMs,
+      reduceMs: stats.reduceMs,
+      waitMs: stats.waitMs,
+    };
+  }
+
+  /**
+   * A mid-epoch checkpoint's state, at a checkpoint hook: weights and Adam state (the same on every
+   * rank) from this one, and `ranks`, every rank's rankProgress() in rank order; one process
+   * (worldSize 1) may leave it out. saveCheckpoint writes it as epoch-NNNN-step-SSSSSS.
+   */
+  async midEpochState(ranks?: RankEpochProgress[]): Promise<TrainingState> {
+    const b = this.atBoundary('midEpochState');
+    const all = ranks ?? (this.worldSize === 1 ? [await this.rankProgress()] : undefined);
+    if (all?.length !== this.worldSize || all.some((r, i) => r.rank !== i)) {
+      throw errors.internal(`midEpochState needs every rank's progress in rank order (0..${this.worldSize - 1}), got ${all ? `ranks ${all.map((r) => r.rank).join(', ')}` : 'none'}`);
+    }
+    const { params } = await this.model.store.read();
+    return {
+      epoch: b.epoch,
+      stepInEpoch: b.step,
+      step: this.step,
+      rng: { seed: this.config.train.seed, nextEpoch: b.epoch },
+      model: this.model.config,
+      params,
+      buffers: all[0].buffers,
+      ranks: all,
+      adam: await this.adam.read(),
+      worldSize: this.worldSize,
+      config: this.config,
+    };
+  }
+
+  private atBoundary(what: string): AtBoundary {
+    if (!this.boundary) throw errors.internal(`${what}() is only meaningful inside trainEpoch's onCheckpointDue, between two steps`);
+    return this.boundary;
   }
 
   async close(): Promise<void> {

@@ -60,27 +60,37 @@ export async function train(options: TrainOptions = {}): Promise<TrainResult> {
   const progress = new RunProgress(runDir, startEpoch);
   if (resumed) {
     session.restore(resumed);
-    log(`resumed from ${resumed.path} after epoch ${startEpoch}`);
+    const at = session.resumePoint;
+    log(`resumed from ${resumed.path} ${at ? `in epoch ${at.epoch + 1}, after step ${at.step} of ${session.stepsPerEpoch}` : `after epoch ${startEpoch}`}`);
   } else if (config.model.pretrained) {
     for (const line of formatPretrained(await loadPretrained(model, config.model.pretrained))) log(line);
   }
   log(`model: SLFER ${config.model.variant}, width ${config.model.width}, ${config.model.inputSize}px, ${model.store.paramCount.toLocaleString('en-US')} parameters`);
   log(`data: ${splits.name} ${splits.train.length} train / ${splits.test.length} test images from ${splits.root}`);
 
-  const { epochs, milestones, gamma } = config.train;
+  const { epochs, milestones, gamma, keepCheckpoints: keepLast, checkpointEvery } = config.train;
   const checkpointsDir = join(runDir, RUN_FILES.checkpoints);
   try {
     for (let epoch = startEpoch; epoch < epochs; epoch++) {
       const lr = learningRate(config.train.lr, epoch, milestones, gamma);
       options.events?.epochStart?.({ epoch: epoch + 1, epochs, steps: session.stepsPerEpoch, lr });
-      const st = await session.trainEpoch(epoch, { onStep: options.events?.step, signal: options.signal });
+      const st = await session.trainEpoch(epoch, {
+        onStep: options.events?.step,
+        signal: options.signal,
+        checkpointEvery,
+        // Mid-epoch checkpoints are never "best" and do not count for report.json's checkpoint.
+        onCheckpointDue: async () => void saveCheckpoint(checkpointsDir, await session.midEpochState(), specsOf(model), { keepLast }),
+      });
       skipped.push(...st.skipped);
       const ev = await session.evaluate();
       skipped.push(...ev.skipped);
       const m = epochMetrics(epoch, [{ rank: 0, ...st, skipped: st.skipped.length + ev.skipped.length }], ev, lr, engine.backend, model.parts);
       const isBest = progress.improves(m);
-      progress.checkpointed(saveCheckpoint(checkpointsDir, await session.state(epoch + 1, m.testAccuracy), specsOf(model), { keepLast: config.train.keepCheckpoints, best: isBest }), isBest);
+      // The metrics line first: killed between the two, the run resumes from an earlier checkpoint
+      // and redoes this epoch, whose line appendMetrics then replaces; the other way round, the
+      // resumed run would start after this epoch and never write its line.
       appendMetrics(runDir, m);
+      progress.checkpointed(saveCheckpoint(checkpointsDir, await session.state(epoch + 1, m.testAccuracy), specsOf(model), { keepLast, best: isBest }), isBest);
       options.events?.epochEnd?.(m);
       if (options.signal?.aborted) throw errors.aborted(`training (after epoch ${epoch + 1})`);
     }
