@@ -55,7 +55,8 @@ export function openMpiLaunch(pair: TwoNodes, program: string, args: string[] = 
       '--hostfile', hosts.openMpiHostfile,
       '-np', String(o.np ?? pair.nodes.length),
       '--mca', 'plm_rsh_agent', hosts.agent,
-      // Only the veth: orted and the TCP transport would otherwise also try loopback.
+      // Only the veth, the one link the nodes share: Open MPI otherwise offers its peers every
+      // interface it finds (loopback included, for its out-of-band channel).
       '--mca', 'oob_tcp_if_include', ifname,
       '--mca', 'btl_tcp_if_include', ifname,
       program,
