@@ -1,3 +1,4 @@
+import { errors } from '../src/errors.js';
 import { advertiseAddress } from './advertise.js';
 import { launch, workerSpecOf, type LaunchOptions, type LaunchResult } from './coordinator.js';
 import { runNodeAgent } from './node-agent.js';
@@ -12,8 +13,19 @@ export type LaunchOutcome = { role: 'coordinator'; result: LaunchResult } | { ro
  * process that hosts the coordinator runs the whole run lifecycle (launch()); the others only
  * serve ranks, and never touch the run folder.
  */
-export async function launchThisProcess(flags: PlacementFlags & { runId?: string }, options: LaunchOptions, env: NodeJS.ProcessEnv = process.env): Promise<LaunchOutcome> {
+export async function launchThisProcess(flags: PlacementFlags & { runId?: string; authKey?: string; insecure?: boolean }, options: LaunchOptions, env: NodeJS.ProcessEnv = process.env): Promise<LaunchOutcome> {
   const placement = resolvePlacement(flags, env);
+  // Sockets that listen beyond loopback take connections from anyone on the network: a run across
+  // machines has a key, or says out loud that it has none.
+  if (placement.multiMachine && !flags.authKey && !flags.insecure) {
+    throw errors.invalidArgument(
+      'launch',
+      `this run spans machines (${placement.mode === 'rank' ? `${placement.launcher}, rank 0 at ${placement.host}` : placement.mode === 'agent' ? `${placement.nodes} nodes` : 'local'}) and has no key, so anyone who can reach its ports could join it or feed it gradients`,
+      'run `slfer-dist keygen --out run.key` once, make the file reach every node (mode 0600), and pass --auth-key run.key; or pass --insecure on a network you trust',
+    );
+  }
+  if (flags.insecure && flags.authKey) throw errors.invalidArgument('--insecure', 'was given with --auth-key', 'give one of them');
+  if (flags.insecure && placement.multiMachine) (options.events?.log ?? (() => {}))('warning: --insecure: this run\'s sockets listen beyond loopback without encryption or authentication');
   const { runId, attempt } = runIdentity(placement, env, flags.runId);
   const log = options.events?.log ?? (() => {});
   if (placement.coordinator) return { role: 'coordinator', result: await launch({ ...options, placement, runId, firstAttempt: attempt }) };

@@ -118,6 +118,8 @@ interface LaunchFlags extends TrainFlags {
   nprocPerNode?: number;
   rdzvEndpoint?: string;
   runId?: string;
+  authKey?: string;
+  insecure?: boolean;
   port?: number;
   transport: 'tcp' | 'ipc';
   bucketMb: number;
@@ -154,6 +156,8 @@ export function buildProgram(): Command {
     .option('--node-rank <r>', "this machine's index, 0..nnodes-1 (node 0 hosts the coordinator)", int('--node-rank'))
     .option('--nproc-per-node <k>', 'workers on each machine (default: --gpus, else 1)', int('--nproc-per-node'))
     .option('--rdzv-endpoint <host:port>', "node 0's address and the coordinator's port, the same on every node (under a launcher that gives none, such as srun or mpirun: rank 0's host)")
+    .option('--auth-key <file>', 'the run key (`slfer-dist keygen`, mode 0600): every socket of a run across machines uses CURVE with it')
+    .option('--insecure', 'let a run across machines start without a key (plaintext sockets: only on a network you trust)')
     .option('--run-id <id>', 'names the run; every process of it must agree (default: from the launcher, or the rendezvous endpoint)')
     .addOption(new Option('--transport <kind>', 'all-reduce transport on one machine (across machines: ipc within a node, tcp between nodes)').choices(['tcp', 'ipc']).default('tcp'))
     .option('--port <n>', "coordinator's control port (default: any free port)", int('--port'))
@@ -164,7 +168,7 @@ export function buildProgram(): Command {
       const interrupt = stopOnCtrlC('stopping the workers (the last checkpoint stays; Ctrl-C again to quit now, and the workers follow)');
       const progress = progressReporter();
       try {
-        const placementFlags = { workers: flags.workers, gpus: flags.gpus, nnodes: flags.nnodes, nodeRank: flags.nodeRank, nprocPerNode: flags.nprocPerNode, rdzvEndpoint: flags.rdzvEndpoint, port: flags.port, runId: flags.runId };
+        const placementFlags = { workers: flags.workers, gpus: flags.gpus, nnodes: flags.nnodes, nodeRank: flags.nodeRank, nprocPerNode: flags.nprocPerNode, rdzvEndpoint: flags.rdzvEndpoint, port: flags.port, runId: flags.runId, authKey: flags.authKey, insecure: flags.insecure };
         const outcome = await launchThisProcess(placementFlags, {
           config,
           gpus: flags.gpus,
