@@ -2,10 +2,10 @@
  * A launch's attempts, for restarts after failures: attempts.json in the run folder says when each
  * began, from which checkpoint, and how and where it ended; and where a new attempt starts from.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isSlferError } from '../src/errors.js';
-import { loadCheckpoint } from '../src/train/checkpoint.js';
+import { listCheckpoints, loadCheckpoint } from '../src/train/checkpoint.js';
 import { RUN_FILES } from '../src/train/run-files.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
 
@@ -70,11 +70,11 @@ export class AttemptLog {
 export function newestVerifiedCheckpoint(runDir: string): { path: string; epoch: number } | undefined {
   const dir = join(runDir, RUN_FILES.checkpoints);
   if (!existsSync(dir)) return undefined;
-  const epochs = readdirSync(dir)
-    .filter((n) => /^epoch-\d{4,}$/.test(n))
-    .sort()
+  // Newest first, mid-epoch ones (train.checkpointEvery) included: a restart repeats the fewest steps.
+  const names = listCheckpoints(dir)
+    .map((c) => c.name)
     .reverse();
-  for (const name of epochs) {
+  for (const name of names) {
     try {
       const c = loadCheckpoint(join(dir, name));
       return { path: c.path, epoch: c.epoch };

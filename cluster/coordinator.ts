@@ -4,6 +4,7 @@ import type { DatasetSplits, SkippedFile } from '../src/data/types.js';
 import { errors, fromWire, isSlferError, SlferError } from '../src/errors.js';
 import { variantParts } from '../src/model/config.js';
 import { learningRate } from '../src/train/adam.js';
+import { loadCheckpoint } from '../src/train/checkpoint.js';
 import { ConfusionMatrix, type EvalResult } from '../src/train/metrics.js';
 import { appendMetrics, type EpochMetrics, type Report } from '../src/train/run-files.js';
 import { finishRun, openRun, RunProgress, type OpenedRun, type RunOptions } from '../src/train/run-lifecycle.js';
@@ -19,8 +20,8 @@ import { failureError, FailurePolicy, type GroupFailure } from './failure-policy
 import { advertiseAddress } from './advertise.js';
 import { Liveness } from './liveness.js';
 import { resolvePlacement, type Placement } from './placement.js';
-import { decodeWorkerMessage, encode, type CoordinatorMessage, type WorkerMessage } from './protocol.js';
-import { runWorker, type Welcome } from './rank-worker.js';
+import { decodeWorkerMessage, encode, progressToWire, type CoordinatorMessage, type Welcome, type WorkerMessage } from './protocol.js';
+import { runWorker } from './rank-worker.js';
 import { WorkerGroup } from './worker-group.js';
 import { workerSpecEnv, WorkerSpecSchema, type WorkerSpec } from './worker-spec.js';
 
@@ -226,6 +227,13 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
   const { worldSize } = placement;
   const { config, runDir } = run;
   const runId = options.runId ?? 'local';
+  // JSON-clean: what crosses the wire is data, with no undefined fields to turn into nulls.
+  const wireConfig = JSON.parse(JSON.stringify(config)) as unknown;
+  // A mid-epoch checkpoint holds every rank's BN statistics and epoch sums; it is on this machine
+  // only, so each rank is sent its own share (rank 0 reads the rest from the file itself).
+  const resumedState = resumeFrom ? loadCheckpoint(resumeFrom) : undefined;
+  const midEpoch = resumedState?.stepInEpoch !== undefined ? resumedState : undefined;
+  if (midEpoch && midEpoch.ranks?.length !== worldSize) throw errors.checkpointWorldSize(resumeFrom!, midEpoch.epoch, midEpoch.stepInEpoch!, midEpoch.ranks?.length ?? 0, worldSize);
   const stale = new Set<string>();
   const server = new RendezvousServer({
     worldSize,
@@ -233,8 +241,7 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
     host: placement.multiMachine ? '0.0.0.0' : '127.0.0.1',
     runId,
     attempt: ctx.attemptNumber,
-    // JSON-clean: what crosses the wire is data, with no undefined fields to turn into nulls.
-    welcome: { config: JSON.parse(JSON.stringify(config)) as unknown } satisfies Welcome,
+    welcome: (rank) => ({ config: wireConfig, resume: midEpoch && { epoch: midEpoch.epoch, step: midEpoch.stepInEpoch!, progress: progressToWire(midEpoch.ranks![rank]) } }) satisfies Welcome,
     onStale: (line) => {
       if (!stale.has(line)) log(`refused: ${line}`);
       stale.add(line);
@@ -285,7 +292,11 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
   const inProcess = placement.mode === 'rank' ? runWorker(specOf(0)) : undefined;
   inProcess?.catch((e: unknown) => fail({ kind: 'reported', rank: 0, error: isSlferError(e) ? e : errors.internal(String(e)) }));
 
-  const inbox = new Inbox();
+  const inbox = new Inbox(worldSize);
+  inbox.onMidEpoch = (all) => {
+    void send(0, { type: 'checkpoint-mid', epoch: all[0].epoch, step: all[0].step, ranks: all.map((m) => m.progress) }).catch((e: unknown) => fail({ kind: 'reported', rank: 0, error: errors.clusterTransport('send the mid-epoch checkpoint to', 'rank 0', e) }));
+  };
+  inbox.onMidCheckpointed = (m) => log(`  checkpoint ${m.path} (epoch ${m.epoch + 1}, after step ${m.step})`);
   const logged = new Set<string>();
   const logOnce = (line: string) => {
     if (!logged.has(line)) log(`ignored: ${line}`);
@@ -381,6 +392,12 @@ class Inbox {
   private readonly early: WorkerMessage[] = [];
   progress: Of<'progress'>[] = [];
   onProgress: (p: Of<'progress'>) => void = () => {};
+  /** Every rank's share at a mid-epoch checkpoint step, once all have arrived. */
+  onMidEpoch: (all: Of<'mid-progress'>[]) => void = () => {};
+  onMidCheckpointed: (m: Of<'mid-checkpointed'>) => void = () => {};
+  private readonly midEpoch = new Map<string, Of<'mid-progress'>[]>();
+
+  constructor(private readonly worldSize: number) {}
 
   deliver(m: WorkerMessage): void {
     if (m.type === 'progress') {
@@ -389,6 +406,21 @@ class Inbox {
       return;
     }
     if (m.type === 'heartbeat' || m.type === 'failed') return;
+    if (m.type === 'mid-progress') {
+      const key = `${m.epoch}:${m.step}`;
+      const got = this.midEpoch.get(key) ?? [];
+      got[m.rank] = m;
+      this.midEpoch.set(key, got);
+      if (got.filter(Boolean).length === this.worldSize) {
+        this.midEpoch.delete(key);
+        this.onMidEpoch(got);
+      }
+      return;
+    }
+    if (m.type === 'mid-checkpointed') {
+      this.onMidCheckpointed(m);
+      return;
+    }
     const w = this.waiting.find((x) => x.type === m.type && x.ranks.has(m.rank));
     if (!w) {
       this.early.push(m);

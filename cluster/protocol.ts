@@ -1,6 +1,7 @@
 import { pack, unpack } from 'msgpackr';
 import { z } from 'zod';
 import { errors } from '../src/errors.js';
+import type { RankEpochProgress } from '../src/train/checkpoint.js';
 
 /**
  * Control messages between the coordinator and its workers, after the rendezvous (see
@@ -30,6 +31,34 @@ const EpochReportSchema = z.strictObject({
 });
 export type EpochReport = z.infer<typeof EpochReportSchema>;
 
+const lossSum = z.union([z.number(), z.nan()]);
+/**
+ * A rank's share of an epoch so far (src/train/checkpoint.ts's RankEpochProgress), for a mid-epoch
+ * checkpoint: BN statistics as raw float32 bytes (msgpack has no typed arrays), numbers as float64
+ * (squeezed into float32 the epoch's loss sums would differ after a resume).
+ */
+const WireProgressSchema = z.strictObject({
+  rank,
+  buffers: z.array(z.instanceof(Uint8Array).refine((b) => b.byteLength % 4 === 0, 'must hold whole float32 values')),
+  images: count,
+  lossSums: z.strictObject({ total: lossSum, expression: lossSum, segmentation: lossSum, components: lossSum }),
+  skipped: z.array(skippedFile),
+  seconds: count,
+  computeMs: count,
+  reduceMs: count,
+  waitMs: count,
+});
+export type WireProgress = z.infer<typeof WireProgressSchema>;
+
+export function progressToWire(p: RankEpochProgress): WireProgress {
+  return { ...p, buffers: p.buffers.map((b) => new Uint8Array(b.buffer as ArrayBuffer, b.byteOffset, b.byteLength)) };
+}
+
+/** Copies: a received frame's bytes may sit at an odd address, and a Float32Array may not. */
+export function progressFromWire(w: WireProgress): RankEpochProgress {
+  return { ...w, buffers: w.buffers.map((b) => new Float32Array(new Uint8Array(b).buffer)) };
+}
+
 const wireError = z.strictObject({ code: z.string(), message: z.string(), hint: z.string() });
 
 const WorkerMessageSchema = z.discriminatedUnion('type', [
@@ -39,6 +68,9 @@ const WorkerMessageSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('progress'), rank, epoch: count, step: count, steps: count, loss: z.union([z.number(), z.nan()]), images: count }),
   EpochReportSchema.extend({ type: z.literal('epoch-done'), rank, epoch: count }),
   z.strictObject({ type: z.literal('checkpointed'), rank, epoch: count, path: z.string() }),
+  // At a mid-epoch checkpoint step (train.checkpointEvery): every rank's share, for rank 0 to save.
+  z.strictObject({ type: z.literal('mid-progress'), rank, epoch: count, step: count, progress: WireProgressSchema }),
+  z.strictObject({ type: z.literal('mid-checkpointed'), rank, epoch: count, step: count, path: z.string() }),
   // The code is checked against SlferErrorCode by fromWire on arrival, which reports a bad one.
   z.strictObject({ type: z.literal('failed'), rank, error: wireError }),
 ]);
@@ -48,7 +80,25 @@ const CoordinatorMessageSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('epoch'), epoch: count }),
   z.strictObject({ type: z.literal('checkpoint'), epoch: count, testAccuracy: z.number(), best: z.boolean() }),
   z.strictObject({ type: z.literal('stop') }),
+  // To rank 0: save the mid-epoch checkpoint after `step` of `epoch` (0-based), with every rank's share.
+  z.strictObject({ type: z.literal('checkpoint-mid'), epoch: count, step: count, ranks: z.array(WireProgressSchema) }),
 ]);
+
+/**
+ * What every rank gets with its ring: rank 0's config, and for a resume from a mid-epoch checkpoint
+ * (which only rank 0's machine holds) this rank's own share of the epoch so far.
+ */
+const WelcomeSchema = z.strictObject({
+  config: z.unknown(),
+  resume: z.strictObject({ epoch: count, step: count, progress: WireProgressSchema }).optional(),
+});
+export type Welcome = z.infer<typeof WelcomeSchema>;
+export const decodeWelcome = (value: unknown): Welcome => {
+  const r = WelcomeSchema.safeParse(value);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  throw errors.controlMessageInvalid('the coordinator', `a welcome whose field "${issue.path.join('.') || '(root)'}" ${issue.message}`);
+};
 export type CoordinatorMessage = z.infer<typeof CoordinatorMessageSchema>;
 
 export const encode = (m: WorkerMessage | CoordinatorMessage): Buffer => pack(m);

@@ -16,13 +16,8 @@ import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS, Ring } from './collective/
 import { joinRendezvous } from './collective/rendezvous.js';
 import { RingGradientReducer } from './gradient-reducer.js';
 import { machineId } from './machine-id.js';
-import { decodeCoordinatorMessage, encode, type CoordinatorMessage, type WorkerMessage } from './protocol.js';
+import { decodeCoordinatorMessage, decodeWelcome, encode, progressFromWire, progressToWire, type CoordinatorMessage, type WorkerMessage } from './protocol.js';
 import type { WorkerSpec } from './worker-spec.js';
-
-/** What the coordinator hands every rank with its ring: rank 0's resolved config, the same for all. */
-export interface Welcome {
-  config: unknown;
-}
 
 /**
  * One rank of `slfer-dist launch`: the single-process trainer's TrainingSession on this rank's
@@ -78,7 +73,8 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
     // The rendezvous set its own timeouts on the control socket; commands may be far apart.
     control.receiveTimeout = -1;
     control.sendTimeout = -1;
-    const config = resolveConfig((joinedRing.welcome as Partial<Welcome> | undefined)?.config, 'the config sent by the coordinator');
+    const welcome = decodeWelcome(joinedRing.welcome);
+    const config = resolveConfig(welcome.config, 'the config sent by the coordinator');
 
     const engine = await selectBackend(config.engine.backend);
     const { splits } = await prepareData(config, rank === 0 ? log : () => {});
@@ -88,6 +84,8 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
     if (rank === 0 && spec.resume) session.restore(loadCheckpoint(spec.resume));
     else if (rank === 0 && config.model.pretrained) for (const line of formatPretrained(await loadPretrained(session.model, config.model.pretrained))) log(line);
     await broadcastState(session, ring);
+    // Mid-epoch: rank 0's broadcast gave everyone its BN statistics; each rank takes back its own.
+    if (rank !== 0 && welcome.resume) await session.resumeRank({ ...welcome.resume, progress: progressFromWire(welcome.resume.progress) }, 'the mid-epoch checkpoint rank 0 resumed from');
     const reducer = new RingGradientReducer(
       ring,
       session.model.store.params.map((p) => p.shape),
@@ -112,6 +110,20 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
         const st = await session.trainEpoch(cmd.epoch, {
           reducer,
           signal: abort.signal,
+          checkpointEvery: config.train.checkpointEvery,
+          // Every rank hands its share to the coordinator; rank 0 then gets all of them and saves.
+          // The others go on at once: the next step's all-reduce waits for rank 0 anyway.
+          onCheckpointDue: async (step) => {
+            await send({ type: 'mid-progress', rank, epoch: cmd.epoch, step, progress: progressToWire(await session!.rankProgress()) });
+            if (rank !== 0) return;
+            const save = await receive();
+            if (save.type !== 'checkpoint-mid' || save.epoch !== cmd.epoch || save.step !== step) {
+              throw errors.controlMessageInvalid('the coordinator', `"${save.type}" where the mid-epoch checkpoint of epoch ${cmd.epoch + 1}, step ${step} was due`);
+            }
+            const state = await session!.midEpochState(save.ranks.map(progressFromWire));
+            const path = saveCheckpoint(join(runDir!, RUN_FILES.checkpoints), state, specsOf(session!.model), { keepLast: config.train.keepCheckpoints });
+            await send({ type: 'mid-checkpointed', rank, epoch: cmd.epoch, step, path });
+          },
           // Every step: one small frame per (at least ~0.1 s) step, and the coordinator then knows the
           // exact step a failure happened at (a crash loop repeats the same one).
           onStep: (e) => void send({ type: 'progress', rank, epoch: e.epoch, step: e.step, steps: e.steps, loss: e.loss, images: e.images }),

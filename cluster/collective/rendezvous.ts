@@ -72,8 +72,8 @@ export interface RendezvousServerOptions {
   /** The run and attempt registrations must name (when set); others are refused and reported to onStale. */
   runId?: string;
   attempt?: number;
-  /** Sent to every rank with its ring. */
-  welcome?: unknown;
+  /** Sent to each rank with its ring. */
+  welcome?: (rank: number) => unknown;
   /** A registration from another run or attempt, refused (the rendezvous goes on). */
   onStale?(line: string): void;
 }
@@ -157,7 +157,7 @@ export class RendezvousServer {
       for (const r of all) {
         // ipc to a neighbour on the same machine (no TCP stack in between), tcp to any other.
         const endpoints = all.map((o) => (o.ipcEndpoint && o.machine !== undefined && o.machine === r.machine ? o.ipcEndpoint : o.endpoint));
-        await this.router.send([r.routingId, pack({ type: 'ring', endpoints, welcome: this.opts.welcome } satisfies RingMessage)]);
+        await this.router.send([r.routingId, pack({ type: 'ring', endpoints, welcome: this.opts.welcome?.(r.rank) } satisfies RingMessage)]);
       }
       return all;
     } catch (e) {

@@ -145,6 +145,24 @@ export class TrainingSession {
   }
 
   /**
+   * A mid-epoch resume for a rank whose checkpoint lives on another machine (rank 0's): after rank
+   * 0's weights and optimizer state reached it, it takes its own BN statistics and epoch sums as
+   * rank 0 read them from the checkpoint, and the next trainEpoch(epoch) continues after `step`.
+   */
+  async resumeRank(point: { epoch: number; step: number; progress: RankEpochProgress }, from: string): Promise<void> {
+    const { buffers, ...progress } = point.progress;
+    const specs = this.model.store.bufferSpecs;
+    if (progress.rank !== this.rank) throw errors.internal(`rank ${this.rank} was given rank ${progress.rank}'s mid-epoch progress`);
+    const sizes = specs.map((s) => s.shape.reduce((a, b) => a * b, 1));
+    if (buffers.length !== specs.length || buffers.some((b, i) => b.length !== sizes[i])) {
+      throw errors.checkpointMismatch(from, `rank ${this.rank}'s BN statistics have ${buffers.length} tensors of sizes ${buffers.map((b) => b.length).join(',')}, this model has ${specs.length}`);
+    }
+    if (point.step >= this.stepsPerEpoch) throw errors.checkpointMismatch(from, `it was saved after step ${point.step} of epoch ${point.epoch + 1}, and an epoch of this run has ${this.stepsPerEpoch} steps`);
+    this.model.store.write((await this.model.store.read()).params, buffers);
+    this.resumeAt = { epoch: point.epoch, step: point.step, progress };
+  }
+
+  /**
    * Trains epoch `epoch` (0-based) on this rank's shard: from its first step, or after the step a
    * restored mid-epoch checkpoint left it at. The epoch's order (seed, epoch) and augmentation
    * (seed, epoch, sample) are functions of their keys, not streams, so skipping the steps already
