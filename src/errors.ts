@@ -34,6 +34,12 @@ export const ERROR_CODES = [
   'SLFER_CLUSTER_HEARTBEAT_LOST',
   'SLFER_CLUSTER_DIVERGED',
   'SLFER_CLUSTER_DEVICES',
+  'SLFER_RUN_KEY_NOT_FOUND',
+  'SLFER_RUN_KEY_UNSAFE',
+  'SLFER_RUN_KEY_INVALID',
+  'SLFER_RUN_KEY_EXISTS',
+  'SLFER_SECURITY_REQUIRED',
+  'SLFER_SECURITY_UNAVAILABLE',
   'SLFER_GPU_SELECTION',
   'SLFER_OPTIONAL_PACKAGE_MISSING',
   'SLFER_WEIGHTS_NOT_FOUND',
@@ -266,6 +272,43 @@ export const errors = {
       `CUDA_VISIBLE_DEVICES=${value}: ${problem}; this machine's GPUs: ${choices}`,
       'list distinct GPU indices or UUIDs as `nvidia-smi -L` prints them, or unset CUDA_VISIBLE_DEVICES to use GPUs 0..N-1',
     ),
+  runKeyNotFound: (file: string, cause?: unknown) =>
+    new SlferError(
+      'SLFER_RUN_KEY_NOT_FOUND',
+      `run key ${file} cannot be read: ${cause instanceof Error ? cause.message : String(cause)}`,
+      `check the path given to --auth-key (make a key with \`slfer-dist keygen --out ${file}\`; on Kubernetes, mount the Secret that holds it)`,
+      { cause },
+    ),
+  /** Group- or world-readable: anyone who can read the file can join the run, so it is refused as ssh refuses such a key. */
+  runKeyUnsafe: (file: string, mode: number, kubernetes: boolean) =>
+    new SlferError(
+      'SLFER_RUN_KEY_UNSAFE',
+      `run key ${file} has mode 0${(mode & 0o777).toString(8)}: other users of this machine can read it, and anyone who has it can join the run`,
+      kubernetes
+        ? 'set `defaultMode: 0400` on the Secret volume that mounts it (Kubernetes mounts Secrets 0644 by default)'
+        : `\`chmod 600 ${file}\` (0600 or 0400: readable by its owner only)`,
+    ),
+  runKeyInvalid: (file: string, line: number | undefined, problem: string) =>
+    new SlferError(
+      'SLFER_RUN_KEY_INVALID',
+      `run key ${file}${line === undefined ? '' : `:${line}`}: ${problem}`,
+      `make a new one with \`slfer-dist keygen --out ${file} --force\` and give that same file to every process of the run`,
+    ),
+  runKeyExists: (file: string) =>
+    new SlferError(
+      'SLFER_RUN_KEY_EXISTS',
+      `${file} already exists; a run key is not overwritten by default`,
+      'pass --force to replace it (every process of the run must then get the new file), or choose another --out',
+    ),
+  /** A run that listens beyond loopback with neither a key nor --insecure. */
+  securityRequired: (why: string) =>
+    new SlferError(
+      'SLFER_SECURITY_REQUIRED',
+      `${why}, so every socket of the run must be authenticated and encrypted (CURVE), and no run key was given`,
+      'make a key once with `slfer-dist keygen --out FILE` and pass `--auth-key FILE` to every process of the run (on Kubernetes: a Secret mounted with `defaultMode: 0400`); or pass --insecure to run unauthenticated and unencrypted on a network you trust',
+    ),
+  securityUnavailable: (problem: string, hint: string, cause?: unknown) =>
+    new SlferError('SLFER_SECURITY_UNAVAILABLE', `CURVE security cannot be set up: ${problem}`, hint, { cause }),
   gpuSelectionInvalid: (value: string) =>
     new SlferError(
       'SLFER_GPU_SELECTION',

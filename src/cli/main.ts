@@ -17,6 +17,7 @@ import { registerBenchAllReduce } from '../../cluster/bench/cli.js';
 import { benchTrain } from '../train/bench-train.js';
 import { packageRoot } from '../util/package-root.js';
 import { registerConvert } from './convert-command.js';
+import { registerKeygen } from './keygen-command.js';
 import { stopOnCtrlC } from './interrupt.js';
 import { progressReporter } from './progress.js';
 import { registerParse } from './parse-command.js';
@@ -266,6 +267,8 @@ export function buildProgram(): Command {
     });
 
   registerParse(program);
+
+  registerKeygen(program);
 
   const bench = program.command('bench').description('benchmarks (commands, not tests)');
   registerBenchAllReduce(bench);
