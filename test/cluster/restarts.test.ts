@@ -21,12 +21,13 @@ const config = () => tinyConfig(data.root, 32, { epochs: 3, batchSize: 4 });
 const attemptsOf = (runDir: string) => JSON.parse(readFileSync(join(runDir, 'attempts.json'), 'utf8')) as AttemptRecord[];
 
 /** Launches with a worker SIGKILLed at epoch `epoch`, step `step` of the first attempt. */
-async function killedRun(out: string, o: { maxRestarts: number; epoch?: number; step?: number; every?: boolean }) {
+async function killedRun(out: string, o: { maxRestarts: number; epoch?: number; step?: number; every?: boolean; checkpointEvery?: number }) {
   let pids: number[] = [];
   let attempt = 0;
   const killed: number[] = [];
+  const c = config();
   const run = launch({
-    config: config(),
+    config: { ...c, train: { ...c.train, checkpointEvery: o.checkpointEvery } },
     workers: 2,
     out,
     maxRestarts: o.maxRestarts,
@@ -67,6 +68,26 @@ describe('launch --max-restarts: surviving a lost worker', () => {
     expect(attempts[0].failure!.code).toMatch(/^SLFER_CLUSTER_/);
     expect(attempts[1].resumedFrom).toMatch(/epoch-0001$/);
     expect(r.metrics.map((m) => m.epoch)).toEqual([1, 2, 3]);
+  });
+
+  it('with --checkpoint-every 2, restarts from the mid-epoch checkpoint (repeating at most 2 steps), each rank with its own BN statistics, and still ends bitwise equal', async () => {
+    const whole = await launch({ config: config(), workers: 2, out: join(data.base, 'whole-mid') });
+    // 4 steps an epoch per rank: checkpoints after step 2 of each epoch and at each epoch's end.
+    const k = await killedRun(join(data.base, 'killed-mid'), { maxRestarts: 1, epoch: 2, step: 3, checkpointEvery: 2 });
+    const r = await k.run;
+    expect(k.killed).toEqual([1]);
+    const attempts = attemptsOf(r.runDir);
+    expect(attempts[1].resumedFrom).toMatch(/epoch-0001-step-000002$/);
+    expect(attempts[0].failure).toMatchObject({ epoch: 2 });
+    expect(attempts[0].failure!.step! - 2).toBeLessThanOrEqual(2);
+    const a = loadCheckpoint(whole.lastCheckpoint);
+    const b = loadCheckpoint(r.lastCheckpoint);
+    expect(b.epoch).toBe(3);
+    a.params.forEach((p, i) => expect(Buffer.compare(Buffer.from(p.buffer), Buffer.from(b.params[i].buffer)), `param ${i}`).toBe(0));
+    a.buffers.forEach((p, i) => expect(Buffer.compare(Buffer.from(p.buffer), Buffer.from(b.buffers[i].buffer)), `buffer ${i}`).toBe(0));
+    // The epoch the restart cut through has one metrics line, with the uninterrupted run's loss.
+    expect(r.metrics.map((m) => m.epoch)).toEqual([1, 2, 3]);
+    expect(r.metrics[1].trainLoss).toBe(whole.metrics[1].trainLoss);
   });
 
   it('without restarts (the default) stops as before, naming the rank, with no process left', async () => {
