@@ -22,6 +22,8 @@ import { Liveness } from './liveness.js';
 import { resolvePlacement, type Placement } from './placement.js';
 import { decodeWorkerMessage, encode, progressToWire, type CoordinatorMessage, type Welcome, type WorkerMessage } from './protocol.js';
 import { runWorker } from './rank-worker.js';
+import { RunSecurity } from './security/curve.js';
+import { readRunKey } from './security/run-key.js';
 import { WorkerGroup } from './worker-group.js';
 import { workerSpecEnv, WorkerSpecSchema, type WorkerSpec } from './worker-spec.js';
 
@@ -40,6 +42,8 @@ export interface LaunchOptions extends RunOptions {
   runId?: string;
   /** The first attempt's number (an external launcher's restart count), so stale processes are told apart. */
   firstAttempt?: number;
+  /** The run key file (`slfer-dist keygen`): every socket of the run, control and ring, uses CURVE. */
+  authKey?: string;
   transport?: 'tcp' | 'ipc';
   /** Gradient bucket size in MB (DDP's bucket_cap_mb; default 25). */
   bucketMb?: number;
@@ -200,7 +204,7 @@ class AttemptFailed extends Error {
 /** What every rank is told at start: the same for ranks this process forks and ranks started elsewhere. */
 export function workerSpecOf(
   rank: number,
-  o: { placement: Placement; coordinator: string; runDir?: string; resume?: string; advertise?: string; runId: string; attempt: number; transport?: 'tcp' | 'ipc'; bucketMb?: number; compression?: 'none' | 'fp16' },
+  o: { placement: Placement; coordinator: string; runDir?: string; resume?: string; advertise?: string; runId: string; attempt: number; transport?: 'tcp' | 'ipc'; bucketMb?: number; compression?: 'none' | 'fp16'; authKey?: string },
 ): WorkerSpec {
   const multi = o.placement.multiMachine;
   return WorkerSpecSchema.parse({
@@ -218,6 +222,7 @@ export function workerSpecOf(
     attempt: o.attempt,
     bucketBytes: o.bucketMb === undefined ? undefined : Math.round(o.bucketMb * 1024 * 1024),
     compression: o.compression ?? 'none',
+    authKey: o.authKey,
   });
 }
 
@@ -235,7 +240,16 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
   const midEpoch = resumedState?.stepInEpoch !== undefined ? resumedState : undefined;
   if (midEpoch && midEpoch.ranks?.length !== worldSize) throw errors.checkpointWorldSize(resumeFrom!, midEpoch.epoch, midEpoch.stepInEpoch!, midEpoch.ranks?.length ?? 0, worldSize);
   const stale = new Set<string>();
+  const refused = new Set<string>();
+  // A stranger on the control port (a wrong key, plaintext, garbage) is logged once and ignored.
+  const security = await RunSecurity.open(options.authKey ? readRunKey(options.authKey) : null, {
+    onRefused: (line) => {
+      if (!refused.has(line)) log(`refused: ${line}`);
+      refused.add(line);
+    },
+  });
   const server = new RendezvousServer({
+    security,
     worldSize,
     port: placement.port,
     host: placement.multiMachine ? '0.0.0.0' : '127.0.0.1',
@@ -266,7 +280,7 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
   const onAbort = () => fail({ kind: 'aborted' });
   options.signal?.addEventListener('abort', onAbort);
 
-  const specOf = (rank: number) => workerSpecOf(rank, { placement, coordinator: endpoint, runDir, resume: resumeFrom, advertise: ctx.advertise, runId, attempt: ctx.attemptNumber, transport: options.transport, bucketMb: options.bucketMb, compression: options.compression });
+  const specOf = (rank: number) => workerSpecOf(rank, { placement, coordinator: endpoint, runDir, resume: resumeFrom, advertise: ctx.advertise, runId, attempt: ctx.attemptNumber, transport: options.transport, bucketMb: options.bucketMb, compression: options.compression, authKey: options.authKey });
   const specs = forked.map((rank, i) => {
     const env: NodeJS.ProcessEnv = { ...ringProcessEnv(), ...workerSpecEnv(specOf(rank)) };
     // Pinning: each GPU engine sees only this rank's GPU (cluster/gpus.ts).
@@ -381,6 +395,7 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
     // process) that the attempt is over: they stop within their heartbeat timeout.
     server.close();
     if (inProcess) await Promise.race([inProcess.catch(() => {}), new Promise((r) => setTimeout(r, 10_000).unref())]);
+    security.close();
   }
 }
 

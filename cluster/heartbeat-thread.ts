@@ -1,6 +1,8 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Dealer } from 'zeromq';
 import { encode } from './protocol.js';
+import { configureCurveClient } from './security/curve.js';
+import type { RunKey } from './security/run-key.js';
 
 /**
  * A worker's pulse, on a thread of its own: the main thread spends whole steps inside synchronous
@@ -8,8 +10,10 @@ import { encode } from './protocol.js';
  * look. A hung process stops this thread too; a crashed one closes the socket. The socket's routing
  * id was registered with the rendezvous, which is how the coordinator knows whose beat this is.
  */
-const { endpoint, rank, intervalMs, routingId } = workerData as { endpoint: string; rank: number; intervalMs: number; routingId: string };
+const { endpoint, rank, intervalMs, routingId, key } = workerData as { endpoint: string; rank: number; intervalMs: number; routingId: string; key?: RunKey };
 const dealer = new Dealer({ linger: 0, sendTimeout: intervalMs, routingId });
+// CURVE like the worker's other sockets; a client needs no ZAP handler of its own.
+if (key) configureCurveClient(dealer, key);
 dealer.connect(endpoint);
 const beat = encode({ type: 'heartbeat', rank });
 let sending = false;

@@ -1,4 +1,4 @@
-import { errors } from '../src/errors.js';
+import { chooseSecurity } from './security/curve.js';
 import { advertiseAddress } from './advertise.js';
 import { launch, workerSpecOf, type LaunchOptions, type LaunchResult } from './coordinator.js';
 import { runNodeAgent } from './node-agent.js';
@@ -16,21 +16,16 @@ export type LaunchOutcome = { role: 'coordinator'; result: LaunchResult } | { ro
 export async function launchThisProcess(flags: PlacementFlags & { runId?: string; authKey?: string; insecure?: boolean }, options: LaunchOptions, env: NodeJS.ProcessEnv = process.env): Promise<LaunchOutcome> {
   const placement = resolvePlacement(flags, env);
   // Sockets that listen beyond loopback take connections from anyone on the network: a run across
-  // machines has a key, or says out loud that it has none.
-  if (placement.multiMachine && !flags.authKey && !flags.insecure) {
-    throw errors.invalidArgument(
-      'launch',
-      `this run spans machines (${placement.mode === 'rank' ? `${placement.launcher}, rank 0 at ${placement.host}` : placement.mode === 'agent' ? `${placement.nodes} nodes` : 'local'}) and has no key, so anyone who can reach its ports could join it or feed it gradients`,
-      'run `slfer-dist keygen --out run.key` once, make the file reach every node (mode 0600), and pass --auth-key run.key; or pass --insecure on a network you trust',
-    );
-  }
-  if (flags.insecure && flags.authKey) throw errors.invalidArgument('--insecure', 'was given with --auth-key', 'give one of them');
-  if (flags.insecure && placement.multiMachine) (options.events?.log ?? (() => {}))('warning: --insecure: this run\'s sockets listen beyond loopback without encryption or authentication');
+  // machines has a key (every socket then uses CURVE), or says out loud that it has none.
+  const security = chooseSecurity({ multiMachine: placement.multiMachine }, flags);
+  if (security.kind === 'none' && security.insecure) (options.events?.log ?? (() => {}))(security.note);
+  const authKey = security.kind === 'curve' ? security.keyFile : undefined;
+  options = { ...options, authKey };
   const { runId, attempt } = runIdentity(placement, env, flags.runId);
   const log = options.events?.log ?? (() => {});
   if (placement.coordinator) return { role: 'coordinator', result: await launch({ ...options, placement, runId, firstAttempt: attempt }) };
   if (placement.mode === 'agent') {
-    await runNodeAgent(placement, { runId, maxRestarts: options.maxRestarts ?? 0, gpus: options.gpus, bucketMb: options.bucketMb, compression: options.compression, log, signal: options.signal });
+    await runNodeAgent(placement, { runId, maxRestarts: options.maxRestarts ?? 0, gpus: options.gpus, bucketMb: options.bucketMb, compression: options.compression, authKey, log, signal: options.signal });
     return { role: 'agent', node: placement.nodeRank };
   }
   if (placement.mode !== 'rank') throw new Error('unreachable: a local placement always hosts the coordinator');
@@ -46,6 +41,7 @@ export async function launchThisProcess(flags: PlacementFlags & { runId?: string
       transport: options.transport,
       bucketMb: options.bucketMb,
       compression: options.compression,
+      authKey,
     }),
   );
   return { role: 'rank', rank: placement.rank };

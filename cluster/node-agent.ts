@@ -16,6 +16,8 @@ export interface NodeAgentOptions {
   gpus?: number;
   bucketMb?: number;
   compression?: 'none' | 'fp16';
+  /** The run key file (CURVE on every socket), as given to this node's agent. */
+  authKey?: string;
   log: (line: string) => void;
   signal?: AbortSignal;
 }
@@ -36,7 +38,7 @@ export async function runNodeAgent(placement: Extract<Placement, { mode: 'agent'
   }
   for (let attempt = 0; ; attempt++) {
     const specs = placement.localRanks.map((rank, i) => {
-      const spec = workerSpecOf(rank, { placement, coordinator, advertise, runId: o.runId, attempt, bucketMb: o.bucketMb, compression: o.compression });
+      const spec = workerSpecOf(rank, { placement, coordinator, advertise, runId: o.runId, attempt, bucketMb: o.bucketMb, compression: o.compression, authKey: o.authKey });
       const env: NodeJS.ProcessEnv = { ...ringProcessEnv(), ...workerSpecEnv(spec) };
       if (assigned) Object.assign(env, gpuEnv(assigned[i]));
       else if (process.env.OMP_NUM_THREADS === undefined) env.OMP_NUM_THREADS = String(Math.max(1, Math.floor(availableParallelism() / placement.perNode)));

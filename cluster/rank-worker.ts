@@ -15,6 +15,8 @@ import { Tripwire } from './collective/link.js';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_TIMEOUT_MS, Ring } from './collective/ring.js';
 import { joinRendezvous } from './collective/rendezvous.js';
 import { RingGradientReducer } from './gradient-reducer.js';
+import { RunSecurity } from './security/curve.js';
+import { readRunKey } from './security/run-key.js';
 import { machineId } from './machine-id.js';
 import { decodeCoordinatorMessage, decodeWelcome, encode, progressFromWire, progressToWire, type CoordinatorMessage, type WorkerMessage } from './protocol.js';
 import type { WorkerSpec } from './worker-spec.js';
@@ -33,17 +35,26 @@ import type { WorkerSpec } from './worker-spec.js';
 export async function runWorker(spec: WorkerSpec): Promise<void> {
   const { rank, worldSize, coordinator, runDir } = spec;
   const log = (line: string) => process.stderr.write(`[rank ${rank}] ${line}\n`);
-  const control = new Dealer({ linger: 2000, heartbeatInterval: HEARTBEAT_INTERVAL_MS, heartbeatTimeout: HEARTBEAT_TIMEOUT_MS, heartbeatTimeToLive: HEARTBEAT_TIMEOUT_MS });
+  // Every socket of a run with a key uses CURVE; each process reads the key file itself.
+  const security = await RunSecurity.open(spec.authKey ? readRunKey(spec.authKey) : null, { onRefused: log }).catch((e: unknown) => {
+    log(isSlferError(e) ? e.format() : String(e));
+    throw e;
+  });
+  const control = security.client(new Dealer({ linger: 2000, heartbeatInterval: HEARTBEAT_INTERVAL_MS, heartbeatTimeout: HEARTBEAT_TIMEOUT_MS, heartbeatTimeToLive: HEARTBEAT_TIMEOUT_MS }));
   control.connect(coordinator);
   // The coordinator's connection dropping after we joined means it (or its machine, or the link)
   // is gone: nobody is left to say stop, so stop now, within seconds, whatever is running.
+  const ring = new Ring({ rank, worldSize, transport: spec.transport, host: spec.host, advertise: spec.advertise, security });
   const lost = new Tripwire();
   const abort = new AbortController();
   let joined = false;
   control.events.on('disconnect', () => {
     if (!joined) return;
-    lost.trip(errors.clusterCoordinatorLost(rank, coordinator));
+    const e = errors.clusterCoordinatorLost(rank, coordinator);
+    lost.trip(e);
     abort.abort();
+    // A collective waiting on a lost neighbour would otherwise wait out its timeout.
+    ring.abort(e);
   });
   let sending: Promise<void> = Promise.resolve();
   /** One send at a time on the control socket (zeromq allows a single pending send). */
@@ -51,9 +62,8 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
   const receive = async (): Promise<CoordinatorMessage> => decodeCoordinatorMessage((await lost.watch(control.receive()))[0]);
   const heartbeatId = `hb-${rank}-${process.pid}-${randomBytes(6).toString('hex')}`;
   const heartbeat = new Worker(compiledSibling(import.meta.url, 'heartbeat-thread.js'), {
-    workerData: { endpoint: coordinator, rank, intervalMs: spec.heartbeatMs, routingId: heartbeatId },
+    workerData: { endpoint: coordinator, rank, intervalMs: spec.heartbeatMs, routingId: heartbeatId, key: security.key },
   });
-  const ring = new Ring({ rank, worldSize, transport: spec.transport, host: spec.host, advertise: spec.advertise });
   let session: TrainingSession | undefined;
   try {
     const endpoint = await ring.bind();
@@ -171,6 +181,7 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
     await ring.close();
     if (lost.tripped) control.linger = 0;
     control.close();
+    security.close();
   }
 }
 

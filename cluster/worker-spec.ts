@@ -22,6 +22,8 @@ export const WorkerSpecSchema = z.strictObject({
   /** The run and attempt this process belongs to; the coordinator refuses any other's registration. */
   runId: z.string().min(1).default('local'),
   attempt: z.number().int().nonnegative().default(0),
+  /** The run key file: every socket of the run uses CURVE with it (each process reads it itself). */
+  authKey: z.string().min(1).optional(),
   bucketBytes: z.number().int().positive().default(DEFAULT_BUCKET_BYTES),
   compression: z.enum(['none', 'fp16']).default('none'),
   heartbeatMs: z.number().int().positive().default(1000),

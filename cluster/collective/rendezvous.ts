@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { pack, unpack } from 'msgpackr';
 import { Dealer, Router } from 'zeromq';
 import { errors, fromWire, SlferError, toWire, type WireError } from '../../src/errors.js';
+import type { RunSecurity } from '../security/curve.js';
 
 /**
  * Rendezvous: how N workers learn each other's ring endpoints. The coordinator binds a Router;
@@ -76,6 +77,8 @@ export interface RendezvousServerOptions {
   welcome?: (rank: number) => unknown;
   /** A registration from another run or attempt, refused (the rendezvous goes on). */
   onStale?(line: string): void;
+  /** CURVE for the Router (cluster/security/curve.ts); set before it binds. */
+  security?: RunSecurity;
 }
 
 export class RendezvousServer {
@@ -100,6 +103,7 @@ export class RendezvousServer {
     this.opts = opts;
     this.byRank = new Array(this.worldSize).fill(undefined);
     this.router = new Router({ linger: 1000 });
+    opts.security?.server(this.router);
   }
 
   /** Binds the Router; returns the endpoint workers register at (also `endpoint` afterwards). */

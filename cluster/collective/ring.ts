@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Dealer } from 'zeromq';
 import { errors, isSlferError, SlferError } from '../../src/errors.js';
+import type { RunSecurity } from '../security/curve.js';
 import { addHalf, decodeHalf, encodeHalf } from './fp16.js';
 import { Outbox, Tripwire } from './link.js';
 
@@ -52,6 +53,8 @@ export interface RingOptions {
   gcEveryBytes?: number;
   /** Kernel socket buffer size (SO_SNDBUF/SO_RCVBUF) in bytes; -1 (default) keeps the OS's autotuning, which measured best. */
   socketBufferBytes?: number;
+  /** CURVE on both links (cluster/security/curve.ts): the bound socket is the server, the connecting one the client. */
+  security?: RunSecurity;
 }
 
 export interface AllReduceOptions {
@@ -117,6 +120,7 @@ export class Ring {
   private readonly socketBufferBytes: number;
   private readonly host: string;
   private readonly advertise: string | undefined;
+  private readonly security: RunSecurity | undefined;
   private readonly ipcDir: string | undefined;
   private ownedIpcDir: string | undefined;
   private ipcPath: string | undefined;
@@ -162,6 +166,7 @@ export class Ring {
     this.transport = opts.transport;
     this.host = opts.host ?? '127.0.0.1';
     this.advertise = opts.advertise;
+    this.security = opts.security;
     this.ipcDir = opts.ipcDir;
     this.chunkElems = chunkBytes === undefined ? undefined : Math.floor(chunkBytes / 4);
     this.timeoutMs = timeoutMs;
@@ -192,24 +197,30 @@ export class Ring {
   }
 
   /**
-   * A neighbour's connection that drops once the ring is up is a lost peer: the ring fails, and
+   * The next rank's connection dropping once the ring is up means it is lost: the ring fails, and
    * a collective waiting on it ends now instead of at its timeout (a dead machine sends nothing,
-   * not even a TCP reset, so only the heartbeats above notice it).
+   * not even a TCP reset, so only the heartbeats above notice it). Only the connecting socket is
+   * watched: the bound one also sees strangers come and go (a port scan, a client with a wrong
+   * key), and its events do not say which connection dropped. The previous rank's loss reaches
+   * this rank through its own neighbour or the coordinator (abort()).
    */
   private watch(sock: Dealer, peer: number): void {
-    sock.events.on('disconnect', () => {
-      if (this.state !== 'connected') return;
-      const e = errors.clusterRingUnusable(this.rank, `broken: the connection to rank ${peer} was lost (its process or machine died, or the link went down)`);
-      this.state = 'failed';
-      this.failure = e;
-      this.running?.trip(e);
-    });
+    sock.events.on('disconnect', () => this.abort(errors.clusterRingUnusable(this.rank, `broken: the connection to rank ${peer} was lost (its process or machine died, or the link went down)`)));
+  }
+
+  /** Fails the ring now, and the collective running on it: the run this rank belongs to is over. */
+  abort(e: SlferError): void {
+    if (this.state !== 'connected') return;
+    this.state = 'failed';
+    this.failure = e;
+    this.running?.trip(e);
   }
 
   /** Binds this rank's receiving socket; returns the endpoint other ranks connect to. */
   async bind(): Promise<string> {
     if (this.state !== 'new') throw errors.clusterRingUnusable(this.rank, `already ${this.state} (bind() is called once)`);
     const sock = this.makeSocket();
+    this.security?.server(sock);
     const ipcAddress = () => {
       const dir = this.ipcDir ?? (this.ownedIpcDir = mkdtempSync(join(tmpdir(), 'slfer-ring-')));
       this.ipcPath = join(dir, `rank-${this.rank}-${process.pid}.sock`);
@@ -242,6 +253,7 @@ export class Ring {
       throw errors.invalidArgument('ring endpoints', `${endpoints.length} given for ${this.worldSize} ranks`, 'pass every rank endpoint, in rank order');
     }
     const sock = this.makeSocket();
+    this.security?.client(sock);
     const target = endpoints[this.nextRank];
     try {
       sock.connect(target);
@@ -251,7 +263,6 @@ export class Ring {
     }
     this.toNext = sock;
     this.state = 'connected';
-    this.watch(this.fromPrev!, this.prevRank);
     this.watch(sock, this.nextRank);
   }
 

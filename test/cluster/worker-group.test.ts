@@ -101,7 +101,7 @@ describe('FailurePolicy: what a failure means for the run', () => {
 describe('the worker spec: one typed record, checked when the worker starts', () => {
   it('round-trips, with defaults filled', () => {
     const env = workerSpecEnv({ rank: 1, worldSize: 2, coordinator: 'tcp://127.0.0.1:5555', runDir: '/runs/a' });
-    expect(readWorkerSpec(env)).toEqual({ rank: 1, worldSize: 2, coordinator: 'tcp://127.0.0.1:5555', runDir: '/runs/a', transport: 'tcp', bucketBytes: 25 * 1024 * 1024, compression: 'none', heartbeatMs: 1000 });
+    expect(readWorkerSpec(env)).toEqual({ rank: 1, worldSize: 2, coordinator: 'tcp://127.0.0.1:5555', runDir: '/runs/a', transport: 'tcp', host: '127.0.0.1', runId: 'local', attempt: 0, bucketBytes: 25 * 1024 * 1024, compression: 'none', heartbeatMs: 1000 });
   });
 
   it('names what is wrong: missing, not JSON, a bad field', () => {
