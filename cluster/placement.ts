@@ -99,7 +99,8 @@ export function resolvePlacement(flags: PlacementFlags, env: NodeJS.ProcessEnv =
     // torchrun's agent on node 0 holds its own store on MASTER_PORT (and tells its workers to use
     // it: TORCHELASTIC_USE_AGENT_STORE), so the coordinator takes the port after it.
     if (!given && launcher.launcher === 'torchrun' && env.TORCHELASTIC_USE_AGENT_STORE === 'True') port += 1;
-    const multiMachine = nodes === undefined ? !isLoopback(host) : nodes > 1;
+    // Rank 0 at a loopback address: every rank is on this machine, whatever the launcher's node count.
+    const multiMachine = !isLoopback(host) && (nodes === undefined || nodes > 1);
     return {
       mode: 'rank',
       launcher: launcher.launcher,
