@@ -1,8 +1,9 @@
 /**
  * A group of worker processes on this machine, one per rank: spawned together, watched together
- * (exit, heartbeat), stopped together, so that no process outlives the group. `launch` and the
- * benchmarks run their ranks through it. What an exit or a silence means for the run is not decided
- * here: the group reports it (onExit, onSilent) and the caller's failure policy decides.
+ * (exit), stopped together, so that no process outlives the group. `launch`, a node's agent and the
+ * benchmarks run their ranks through it. What an exit means for the run is not decided here: the
+ * group reports it (onExit) and the caller's failure policy decides. Silence is not watched here:
+ * ranks may run on other machines, so the coordinator watches every rank's heartbeat (liveness.ts).
  *
  * Lifecycle (PyTorch elastic's WorkerState, reduced to what one group goes through):
  *
@@ -46,16 +47,12 @@ export interface GroupOptions {
   onSpawnError?(rank: number, error: Error): void;
   /** A message on the fork IPC channel. */
   onMessage?(rank: number, message: unknown): void;
-  /** With `heartbeatTimeoutMs`: a HEALTHY or STARTING worker that has not beaten for that long. */
-  onSilent?(rank: number, seconds: number): void;
-  heartbeatTimeoutMs?: number;
 }
 
 interface Member {
   rank: number;
   child: ChildProcess;
   tail: string[];
-  lastBeat: number;
   exited: Promise<void>;
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -67,7 +64,6 @@ const TAIL_LINES = 20;
 export class WorkerGroup {
   private current: GroupState = 'INIT';
   private readonly members: Member[] = [];
-  private watchdog?: NodeJS.Timeout;
 
   constructor(
     private readonly specs: WorkerSpec[],
@@ -95,26 +91,11 @@ export class WorkerGroup {
   start(): void {
     this.move('STARTING');
     this.specs.forEach((spec, rank) => this.members.push(this.spawn(rank, spec)));
-    if (this.options.heartbeatTimeoutMs !== undefined) {
-      const limit = this.options.heartbeatTimeoutMs;
-      this.watchdog = setInterval(() => {
-        if (this.current !== 'STARTING' && this.current !== 'HEALTHY') return;
-        const now = Date.now();
-        for (const m of this.members) if (!m.done && now - m.lastBeat > limit) this.options.onSilent?.(m.rank, (now - m.lastBeat) / 1000);
-      }, 250);
-    }
   }
 
-  /** Every worker reported ready: silence is counted from now. */
+  /** Every worker reported ready. */
   healthy(): void {
     this.move('HEALTHY');
-    for (const m of this.members) m.lastBeat = Date.now();
-  }
-
-  /** A sign of life from a rank (a heartbeat or any message). */
-  beat(rank: number): void {
-    const m = this.members[rank];
-    if (m) m.lastBeat = Date.now();
   }
 
   /**
@@ -125,7 +106,6 @@ export class WorkerGroup {
   async stop(graceMs = 0): Promise<GroupState> {
     if (this.current === 'SUCCEEDED' || this.current === 'FAILED') return this.current;
     if (this.current !== 'STOPPING') this.move('STOPPING');
-    clearInterval(this.watchdog);
     await this.waitAll(graceMs);
     for (const m of this.members) if (!m.done) m.child.kill('SIGTERM');
     await this.waitAll(3000);
@@ -146,7 +126,7 @@ export class WorkerGroup {
     const tail = this.options.output === 'tail';
     const child = fork(spec.entry, spec.args ?? [], { env: spec.env, execArgv: spec.execArgv ?? [], stdio: tail ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'inherit', 'inherit', 'ipc'] });
     let exitedResolve!: () => void;
-    const m: Member = { rank, child, tail: [], lastBeat: Date.now(), exited: new Promise((r) => (exitedResolve = r)), code: null, signal: null, done: false };
+    const m: Member = { rank, child, tail: [], exited: new Promise((r) => (exitedResolve = r)), code: null, signal: null, done: false };
     const keep = (chunk: Buffer) => {
       for (const line of chunk.toString('utf8').split('\n').filter((l) => l.trim())) {
         m.tail.push(line);

@@ -64,17 +64,6 @@ describe('WorkerGroup: real child processes through the lifecycle', () => {
     expect(exits).toEqual([]); // exits while stopping are the stop's own, not failures
   });
 
-  it('says when a worker falls silent, and not when it beats', async () => {
-    const silent: number[] = [];
-    const g = groupOf(['hang', 'hang'], { heartbeatTimeoutMs: 400, onSilent: (rank) => silent.push(rank) });
-    g.start();
-    g.healthy();
-    const beating = setInterval(() => g.beat(0), 50);
-    expect(await until(() => silent.includes(1))).toBe(true);
-    clearInterval(beating);
-    expect(silent.includes(0)).toBe(false);
-    await g.stop();
-  });
 });
 
 describe('FailurePolicy: what a failure means for the run', () => {
