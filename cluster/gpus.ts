@@ -75,3 +75,15 @@ export function assignGpus(gpus: Gpu[], count: number, cudaVisibleDevices: strin
 export function gpuEnv(gpu: Gpu): Record<string, string> {
   return { CUDA_VISIBLE_DEVICES: gpu.uuid, [VK_DEVICE_ENV]: `uuid:${gpu.uuid}` };
 }
+
+/**
+ * The GPU of a rank that a launcher started (one process per rank): the visible GPUs' `localRank`-th,
+ * as launch --gpus gives its own workers. When the launcher has already pinned the process to one
+ * GPU (CUDA_VISIBLE_DEVICES with a single entry: srun --gpus-per-task, Kubernetes device plugins),
+ * that one, whatever the local rank.
+ */
+export function gpuOfLocalRank(gpus: Gpu[], localRank: number, cudaVisibleDevices: string | undefined, how = 'nvidia-smi'): Gpu {
+  const listed = cudaVisibleDevices?.split(',').filter((e) => e.trim()).length;
+  if (listed === 1) return assignGpus(gpus, 1, cudaVisibleDevices, how)[0];
+  return assignGpus(gpus, localRank + 1, cudaVisibleDevices, how)[localRank];
+}

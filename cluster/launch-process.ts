@@ -1,5 +1,6 @@
 import { chooseSecurity } from './security/curve.js';
 import { advertiseAddress } from './advertise.js';
+import { gpuEnv, gpuOfLocalRank, queryGpus } from './gpus.js';
 import { launch, workerSpecOf, type LaunchOptions, type LaunchResult } from './coordinator.js';
 import { runNodeAgent } from './node-agent.js';
 import { resolvePlacement, runIdentity, type PlacementFlags } from './placement.js';
@@ -15,6 +16,14 @@ export type LaunchOutcome = { role: 'coordinator'; result: LaunchResult } | { ro
  */
 export async function launchThisProcess(flags: PlacementFlags & { runId?: string; authKey?: string; insecure?: boolean }, options: LaunchOptions, env: NodeJS.ProcessEnv = process.env): Promise<LaunchOutcome> {
   const placement = resolvePlacement(flags, env);
+  // One process per rank, started by a launcher: --gpus pins it to its local rank's GPU, before any
+  // engine loads (they read the pinning from the environment once).
+  if (placement.mode === 'rank' && options.gpus !== undefined) {
+    const have = queryGpus();
+    const gpu = gpuOfLocalRank(have.gpus, placement.localRank ?? 0, env.CUDA_VISIBLE_DEVICES, have.how);
+    Object.assign(env, gpuEnv(gpu));
+    (options.events?.log ?? (() => {}))(`rank ${placement.rank} (local rank ${placement.localRank ?? 0}): GPU ${gpu.index} ${gpu.uuid} (${gpu.name})`);
+  }
   // Sockets that listen beyond loopback take connections from anyone on the network: a run across
   // machines has a key (every socket then uses CURVE), or says out loud that it has none.
   const security = chooseSecurity({ multiMachine: placement.multiMachine }, flags);

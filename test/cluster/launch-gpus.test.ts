@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launch } from '../../cluster/coordinator.js';
@@ -73,4 +73,43 @@ describe.runIf(!reason)(`launch --gpus, one worker per Vulkan device${reason ? `
     expect(err.message).toContain(`SLFER_VK_DEVICE=uuid:${MISSING} matches none of the Vulkan devices: index:0 uuid:${uuid}`);
     expect(existsSync(join(data.base, 'gpu0', 'metrics.jsonl'))).toBe(false);
   });
+
+  it('under a launcher (one process per rank), --gpus pins each rank to its local rank\'s GPU', async () => {
+    delete process.env.CUDA_VISIBLE_DEVICES;
+    // This stand-in lists the Vulkan device first and the missing GPU second: local rank 0 trains
+    // on the real device, local rank 1 is given the missing one and stops with the typed error.
+    const dir = join(data.base, 'smi-ranks');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'nvidia-smi'), `#!/bin/sh\necho "0, GPU-${uuid}, 00000000:00:00.0, the Vulkan device"\necho "1, ${MISSING}, 00000000:3B:00.0, NVIDIA H200"\n`);
+    chmodSync(join(dir, 'nvidia-smi'), 0o755);
+    const file = join(data.base, 'ranks.json');
+    writeFileSync(file, JSON.stringify(config()));
+    const port = String(20_000 + Math.floor(Math.random() * 20_000));
+    const ranks = [0, 1].map((rank) =>
+      spawnAsync(process.execPath, [join(ROOT, 'bin', 'slfer-dist.js'), 'launch', '--gpus', '2', '--config', file, '--out', join(data.base, `ranks-${rank}`)], {
+        ...process.env,
+        PATH: `${dir}${delimiter}${process.env.PATH}`,
+        SLFER_RANK: String(rank),
+        SLFER_LOCAL_RANK: String(rank),
+        SLFER_WORLD_SIZE: '2',
+        SLFER_MASTER_ADDR: '127.0.0.1',
+        SLFER_MASTER_PORT: port,
+      }),
+    );
+    const [r0, r1] = await Promise.all(ranks);
+    expect(r0.text).toContain(`rank 0 (local rank 0): GPU 0 GPU-${uuid} (the Vulkan device)`);
+    expect(r1.text).toContain(`rank 1 (local rank 1): GPU 1 ${MISSING} (NVIDIA H200)`);
+    expect(r1.text).toContain(`SLFER_VK_DEVICE=uuid:${MISSING} matches none of the Vulkan devices`);
+    expect(r1.code).not.toBe(0);
+  }, 180_000);
 });
+
+function spawnAsync(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; text: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+    child.on('exit', (code) => resolve({ code, text }));
+  });
+}
