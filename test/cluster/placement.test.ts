@@ -37,7 +37,7 @@ describe('placement: where this launch process sits in the run', () => {
     expect(thrown(() => resolvePlacement({ nnodes: 2, nodeRank: 0, rdzvEndpoint: 'nocolon' }, {})).message).toContain('is not HOST:PORT');
     expect(thrown(() => resolvePlacement({ nodeRank: 1 }, {})).message).toContain('--node-rank: was given without --nnodes');
     expect(thrown(() => resolvePlacement({ nnodes: 2, nodeRank: 0, rdzvEndpoint: 'a:1' }, SRUN)).message).toContain('slurm already started this process as rank 3 of 4');
-    expect(thrown(() => resolvePlacement({ workers: 2 }, SRUN)).message).toContain('under a launcher each process is one rank');
+    expect(thrown(() => resolvePlacement({ workers: 2 }, SRUN)).hint).toContain('under a launcher each process is one rank');
     expect(thrown(() => parseEndpoint('h:70000')).message).toContain('is not HOST:PORT');
   });
 
