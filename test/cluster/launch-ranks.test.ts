@@ -91,6 +91,10 @@ describe('launch under an external launcher: one process per rank', () => {
   }, 180_000);
 
   const torchrun = spawnSync('torchrun', ['--help'], { encoding: 'utf8' }).status === 0;
+  // CI installs torchrun (python3-torch) and requires this test; elsewhere it skips without one.
+  it('torchrun is there wherever the cluster tests are required', () => {
+    if (process.env.SLFER_REQUIRE_CLUSTER === '1') expect(torchrun, 'torchrun (apt-get install python3-torch)').toBe(true);
+  });
   it.skipIf(!torchrun)('torchrun --no-python --max-restarts 1: a rank SIGKILLed mid-run is restarted with the others, --resume auto continues, and the weights equal the uninterrupted run', async () => {
     const port = freePort();
     const out = join(data.base, 'torchrun');
