@@ -1,9 +1,9 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectSameWeights } from '../helpers/weights.js';
+import { childrenOf, start } from '../helpers/processes.js';
 import { launch } from '../../cluster/coordinator.js';
-import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { syntheticDataset, tinyConfig } from '../helpers/synthetic.js';
 
 /**
@@ -20,16 +20,8 @@ beforeAll(async () => {
 });
 afterAll(() => data.cleanup());
 
-function agent(node: number, port: number, out: string): { child: ChildProcess; text: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, [BIN, 'launch', '--nnodes', '2', '--node-rank', String(node), '--nproc-per-node', '1', '--max-restarts', '1', '--rdzv-endpoint', `127.0.0.1:${port}`, '--config', file, '--out', out], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, OMP_NUM_THREADS: '1', FORCE_COLOR: '0' },
-  });
-  let text = '';
-  child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (text += d.toString()));
-  return { child, text: () => text, exited: new Promise((r) => child.on('exit', (code) => r(code))) };
-}
+const agent = (node: number, port: number, out: string) =>
+  start(process.execPath, [BIN, 'launch', '--nnodes', '2', '--node-rank', String(node), '--nproc-per-node', '1', '--max-restarts', '1', '--rdzv-endpoint', `127.0.0.1:${port}`, '--config', file, '--out', out], { OMP_NUM_THREADS: '1' });
 
 describe('launch --nnodes: one agent per node', () => {
   it("--max-restarts 1: a worker of node 1 SIGKILLed mid-run; node 1's agent starts it again as the next attempt, node 0 restarts its own, and the weights equal launch --workers 2", async () => {
@@ -40,7 +32,7 @@ describe('launch --nnodes: one agent per node', () => {
     const n1 = agent(1, port, join(data.base, 'node1'));
     const deadline = Date.now() + 120_000;
     while (!existsSync(join(out, 'checkpoints', 'epoch-0001')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    const worker = spawnSync('pgrep', ['-P', String(n1.child.pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number);
+    const worker = childrenOf(n1.child.pid!);
     expect(worker, n1.text()).toHaveLength(1);
     process.kill(worker[0], 'SIGKILL');
     const [c0, c1] = await Promise.all([n0.exited, n1.exited]);
@@ -51,10 +43,6 @@ describe('launch --nnodes: one agent per node', () => {
     const attempts = JSON.parse(readFileSync(join(out, 'attempts.json'), 'utf8')) as { outcome: string }[];
     expect(attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
     expect(existsSync(join(data.base, 'node1'))).toBe(false);
-    const a = loadCheckpoint(whole.lastCheckpoint);
-    const b = loadCheckpoint(out);
-    expect(b.epoch).toBe(3);
-    a.params.forEach((p, i) => expect(Buffer.compare(Buffer.from(p.buffer), Buffer.from(b.params[i].buffer)), `param ${i}`).toBe(0));
-    a.buffers.forEach((p, i) => expect(Buffer.compare(Buffer.from(p.buffer), Buffer.from(b.buffers[i].buffer)), `buffer ${i}`).toBe(0));
+    expectSameWeights(whole.lastCheckpoint, out);
   }, 300_000);
 });

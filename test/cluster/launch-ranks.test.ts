@@ -1,10 +1,10 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectSameWeights } from '../helpers/weights.js';
+import { alive, start } from '../helpers/processes.js';
 import { launch } from '../../cluster/coordinator.js';
-import { loadCheckpoint } from '../../src/train/checkpoint.js';
-import { alive } from '../helpers/processes.js';
 import { syntheticDataset, tinyConfig } from '../helpers/synthetic.js';
 
 /**
@@ -24,29 +24,10 @@ afterAll(() => data.cleanup());
 
 const freePort = () => 20_000 + Math.floor(Math.random() * 20_000);
 
-interface Proc {
-  child: ChildProcess;
-  out: () => string;
-  exited: Promise<number | null>;
-}
-function start(args: string[], env: NodeJS.ProcessEnv, cmd = process.execPath, argv0: string[] = [BIN]): Proc {
-  // OMP_NUM_THREADS as launch gives its own workers, so the weights can be compared bitwise.
-  const child = spawn(cmd, [...argv0, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, OMP_NUM_THREADS: '1', FORCE_COLOR: '0', ...env } });
-  let text = '';
-  child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (text += d.toString()));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  return { child, out: () => text, exited };
-}
+/** OMP_NUM_THREADS as launch gives its own workers, so the weights can be compared bitwise. */
+const cli = (args: string[], env: NodeJS.ProcessEnv) => start(process.execPath, [BIN, ...args], { OMP_NUM_THREADS: '1', ...env });
 const rankEnv = (rank: number, port: number, extra: NodeJS.ProcessEnv = {}) => ({ SLFER_RANK: String(rank), SLFER_WORLD_SIZE: '2', SLFER_MASTER_ADDR: '127.0.0.1', SLFER_MASTER_PORT: String(port), ...extra });
 
-function expectSameWeights(a: string, b: string): void {
-  const x = loadCheckpoint(a);
-  const y = loadCheckpoint(b);
-  expect(y.epoch).toBe(x.epoch);
-  x.params.forEach((p, i) => expect(Buffer.compare(Buffer.from(p.buffer), Buffer.from(y.params[i].buffer)), `param ${i}`).toBe(0));
-  x.buffers.forEach((p, i) => expect(Buffer.compare(Buffer.from(p.buffer), Buffer.from(y.buffers[i].buffer)), `buffer ${i}`).toBe(0));
-}
 
 let forkedRun: Promise<string> | undefined;
 /** The same run, forked by launch itself: what every other way must reproduce bitwise. */
@@ -58,17 +39,17 @@ describe('launch under an external launcher: one process per rank', () => {
     const port = freePort();
     const out0 = join(data.base, 'ranks');
     const out1 = join(data.base, 'rank1-folder');
-    const r0 = start(['launch', '--config', configFile, '--out', out0], rankEnv(0, port));
+    const r0 = cli(['launch', '--config', configFile, '--out', out0], rankEnv(0, port));
     // Registers first, for another run: told so and refused, and the run is not disturbed.
-    const intruder = start(['launch', '--config', configFile, '--out', out1], rankEnv(1, port, { SLFER_RUN_ID: 'someone-else' }));
+    const intruder = cli(['launch', '--config', configFile, '--out', out1], rankEnv(1, port, { SLFER_RUN_ID: 'someone-else' }));
     expect(await intruder.exited).not.toBe(0);
-    expect(intruder.out()).toMatch(/SLFER_CLUSTER_RANK_INVALID: rendezvous: registration for run "someone-else"/);
-    const r1 = start(['launch', '--config', configFile, '--out', out1], rankEnv(1, port));
+    expect(intruder.text()).toMatch(/SLFER_CLUSTER_RANK_INVALID: rendezvous: registration for run "someone-else"/);
+    const r1 = cli(['launch', '--config', configFile, '--out', out1], rankEnv(1, port));
     const [c0, c1] = await Promise.all([r0.exited, r1.exited]);
-    expect(c0, r0.out()).toBe(0);
-    expect(c1, r1.out()).toBe(0);
-    expect(r0.out()).toMatch(/refused: pid \d+ on .*registration for run "someone-else"/);
-    expect(r1.out()).toMatch(/rank 1 of 2 \(slfer, attempt 0\)/);
+    expect(c0, r0.text()).toBe(0);
+    expect(c1, r1.text()).toBe(0);
+    expect(r0.text()).toMatch(/refused: pid \d+ on .*registration for run "someone-else"/);
+    expect(r1.text()).toMatch(/rank 1 of 2 \(slfer, attempt 0\)/);
     expect(existsSync(out1)).toBe(false);
     expectSameWeights(reference, join(out0, 'checkpoints'));
   }, 240_000);
@@ -77,16 +58,16 @@ describe('launch under an external launcher: one process per rank', () => {
     const port = freePort();
     const long = join(data.base, 'long.json');
     writeFileSync(long, JSON.stringify(tinyConfig(data.root, 32, { epochs: 100, batchSize: 4 })));
-    const r0 = start(['launch', '--config', long, '--out', join(data.base, 'killed0')], rankEnv(0, port));
-    const r1 = start(['launch', '--config', long, '--out', join(data.base, 'killed1')], rankEnv(1, port));
+    const r0 = cli(['launch', '--config', long, '--out', join(data.base, 'killed0')], rankEnv(0, port));
+    const r1 = cli(['launch', '--config', long, '--out', join(data.base, 'killed1')], rankEnv(1, port));
     const deadline = Date.now() + 120_000;
-    while (!r0.out().includes('epoch 1/100') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while (!r0.text().includes('epoch 1/100') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     const killedAt = Date.now();
     r0.child.kill('SIGKILL');
     const code = await r1.exited;
     expect(Date.now() - killedAt).toBeLessThan(10_000);
-    expect(code, r1.out()).toBe(75);
-    expect(r1.out()).toMatch(/SLFER_CLUSTER_HEARTBEAT_LOST: worker rank 1: lost the coordinator|SLFER_CLUSTER_RING_UNUSABLE: .*connection to rank 0 was lost/);
+    expect(code, r1.text()).toBe(75);
+    expect(r1.text()).toMatch(/SLFER_CLUSTER_HEARTBEAT_LOST: worker rank 1: lost the coordinator|SLFER_CLUSTER_RING_UNUSABLE: .*connection to rank 0 was lost/);
     expect(alive(r1.child.pid!)).toBe(false);
   }, 180_000);
 
@@ -100,7 +81,7 @@ describe('launch under an external launcher: one process per rank', () => {
     const out = join(data.base, 'torchrun');
     // torchrun 1.13 (Debian's) spells its flags with underscores.
     const args = ['--nnodes', '1', '--nproc_per_node', '2', '--max_restarts', '1', '--master_port', String(port), '--redirects', '1', '--tee', '2', '--no_python', process.execPath, BIN, 'launch', '--config', configFile, '--out', out, '--resume', 'auto'];
-    const t = start(args, { OMP_NUM_THREADS: '1' }, 'torchrun', []);
+    const t = start('torchrun', args, { OMP_NUM_THREADS: '1' });
     let gone = false;
     void t.exited.then(() => (gone = true));
     const deadline = Date.now() + 150_000;
@@ -112,11 +93,11 @@ describe('launch under an external launcher: one process per rank', () => {
       .filter(Boolean)
       .map(Number)
       .find((pid) => readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes('RANK=1'));
-    expect(rank1, t.out()).toBeDefined();
+    expect(rank1, t.text()).toBeDefined();
     process.kill(rank1!, 'SIGKILL');
     const code = await t.exited;
-    expect(code, t.out()).toBe(0);
-    expect(t.out()).toMatch(/attempt 1\)/);
+    expect(code, t.text()).toBe(0);
+    expect(t.text()).toMatch(/attempt 1\)/);
     const attempts = JSON.parse(readFileSync(join(out, 'attempts.json'), 'utf8')) as { outcome: string }[];
     expect(attempts.map((a) => a.outcome)).toEqual(['failed', 'succeeded']);
     expectSameWeights(await forked(), join(out, 'checkpoints'));

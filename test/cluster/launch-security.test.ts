@@ -4,10 +4,11 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { pack } from 'msgpackr';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectSameWeights } from '../helpers/weights.js';
+import { childrenOf } from '../helpers/processes.js';
 import { curveKeyPair, Dealer } from 'zeromq';
 import { launch } from '../../cluster/coordinator.js';
 import { readRunKey, writeRunKey } from '../../cluster/security/run-key.js';
-import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { runCli } from '../helpers/cli.js';
 import { syntheticDataset, tinyConfig } from '../helpers/synthetic.js';
 
@@ -27,11 +28,6 @@ beforeAll(async () => {
 afterAll(() => data.cleanup());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const childrenOf = (pid: number) =>
-  spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
-    .stdout.split('\n')
-    .filter(Boolean)
-    .map(Number);
 /** TCP ports these processes listen on (ss -ltnp). */
 function listening(pids: number[]): number[] {
   const out = spawnSync('ss', ['-ltnpH'], { encoding: 'utf8' }).stdout;
@@ -98,9 +94,7 @@ describe('a run with a key (CURVE on every socket)', () => {
     expect(refusedKey.length, text).toBeGreaterThanOrEqual(1);
     expect(new Set(refusedKey).size).toBe(refusedKey.length);
     expect(text).not.toContain('forged');
-    const a = loadCheckpoint(undisturbed.lastCheckpoint);
-    const b = loadCheckpoint(join(data.base, 'attacked'));
-    a.params.forEach((p, i) => expect(Buffer.compare(Buffer.from(p.buffer), Buffer.from(b.params[i].buffer)), `param ${i}`).toBe(0));
+    expectSameWeights(undisturbed.lastCheckpoint, join(data.base, 'attacked'));
   }, 240_000);
 
   it('a run across machines without a key refuses to start and names keygen; --auth-key with --insecure is refused', () => {

@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -7,7 +7,7 @@ import { launch } from '../../cluster/coordinator.js';
 import { SlferError } from '../../src/errors.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { syntheticDataset, tinyConfig } from '../helpers/synthetic.js';
-import { alive } from '../helpers/processes.js';
+import { alive, childrenOf } from '../helpers/processes.js';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'slfer-dist.js');
 let data: Awaited<ReturnType<typeof syntheticDataset>>;
@@ -30,11 +30,6 @@ function relativeDistance(a: Float32Array[], b: Float32Array[]): number {
   return Math.sqrt(num / den);
 }
 
-const childrenOf = (pid: number) =>
-  spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
-    .stdout.split('\n')
-    .filter(Boolean)
-    .map(Number);
 
 describe('slfer-dist launch', () => {
   it('trains with 2 workers and writes the outputs of train plus per-rank timings', async () => {

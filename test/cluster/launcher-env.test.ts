@@ -1,18 +1,8 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { captured } from '../helpers/launchers.js';
 import { detectLauncher, firstSlurmHost } from '../../cluster/launcher-env.js';
 import { thrown } from '../helpers/thrown.js';
 
-const FIX = join(import.meta.dirname, '../fixtures/launchers');
-/** A captured environment (test/fixtures/launchers/README.md says how each was taken). */
-const captured = (name: string): NodeJS.ProcessEnv =>
-  Object.fromEntries(
-    readFileSync(join(FIX, name), 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-  );
 
 // Slurm 22.05's srun, task 3 of 4 on the second of two nodes (as its documentation lists them).
 const SRUN = { SLURM_JOB_ID: '17', SLURM_STEP_ID: '0', SLURM_PROCID: '3', SLURM_NTASKS: '4', SLURM_LOCALID: '1', SLURM_NODEID: '1', SLURM_NNODES: '2', SLURM_JOB_NODELIST: 'node[07-08]', SLURM_STEP_NODELIST: 'node[07-08]' };

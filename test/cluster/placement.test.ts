@@ -1,19 +1,10 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { captured } from '../helpers/launchers.js';
 import { advertiseAddress } from '../../cluster/advertise.js';
 import { gpuOfLocalRank, type Gpu } from '../../cluster/gpus.js';
 import { DEFAULT_RDZV_PORT, parseEndpoint, resolvePlacement, runIdentity } from '../../cluster/placement.js';
 import { rejected, thrown } from '../helpers/thrown.js';
 
-const FIX = join(import.meta.dirname, '../fixtures/launchers');
-const captured = (name: string): NodeJS.ProcessEnv =>
-  Object.fromEntries(
-    readFileSync(join(FIX, name), 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-  );
 const SRUN = { SLURM_JOB_ID: '17', SLURM_STEP_ID: '2', SLURM_PROCID: '3', SLURM_NTASKS: '4', SLURM_LOCALID: '1', SLURM_NODEID: '1', SLURM_NNODES: '2', SLURM_JOB_NODELIST: 'node[07-08]', SLURM_STEP_NODELIST: 'node[07-08]' };
 
 describe('placement: where this launch process sits in the run', () => {

@@ -10,6 +10,7 @@ import { runCli } from '../helpers/cli.js';
 import { alive } from '../helpers/processes.js';
 import { syntheticDataset, tinyConfig } from '../helpers/synthetic.js';
 import { rejected } from '../helpers/thrown.js';
+import { expectSameWeights } from '../helpers/weights.js';
 
 let data: Awaited<ReturnType<typeof syntheticDataset>>;
 beforeAll(async () => {
@@ -53,11 +54,8 @@ describe('launch --max-restarts: surviving a lost worker', () => {
     const k = await killedRun(join(data.base, 'killed'), { maxRestarts: 1 });
     const r = await k.run;
     expect(k.killed).toEqual([1]);
-    const a = loadCheckpoint(whole.lastCheckpoint);
-    const b = loadCheckpoint(r.lastCheckpoint);
-    expect(b.epoch).toBe(3);
-    a.params.forEach((p, i) => expect(Buffer.compare(Buffer.from(p.buffer), Buffer.from(b.params[i].buffer)), `param ${i}`).toBe(0));
-    a.buffers.forEach((p, i) => expect(Buffer.compare(Buffer.from(p.buffer), Buffer.from(b.buffers[i].buffer)), `buffer ${i}`).toBe(0));
+    expect(loadCheckpoint(r.lastCheckpoint).epoch).toBe(3);
+    expectSameWeights(whole.lastCheckpoint, r.lastCheckpoint);
     // attempts.json: the first attempt failed in epoch 2 and the second resumed from epoch 1's checkpoint.
     const attempts = attemptsOf(r.runDir);
     expect(attempts.map((x) => [x.attempt, x.outcome, x.startEpoch])).toEqual([
@@ -80,11 +78,8 @@ describe('launch --max-restarts: surviving a lost worker', () => {
     expect(attempts[1].resumedFrom).toMatch(/epoch-0001-step-000002$/);
     expect(attempts[0].failure).toMatchObject({ epoch: 2 });
     expect(attempts[0].failure!.step! - 2).toBeLessThanOrEqual(2);
-    const a = loadCheckpoint(whole.lastCheckpoint);
-    const b = loadCheckpoint(r.lastCheckpoint);
-    expect(b.epoch).toBe(3);
-    a.params.forEach((p, i) => expect(Buffer.compare(Buffer.from(p.buffer), Buffer.from(b.params[i].buffer)), `param ${i}`).toBe(0));
-    a.buffers.forEach((p, i) => expect(Buffer.compare(Buffer.from(p.buffer), Buffer.from(b.buffers[i].buffer)), `buffer ${i}`).toBe(0));
+    expect(loadCheckpoint(r.lastCheckpoint).epoch).toBe(3);
+    expectSameWeights(whole.lastCheckpoint, r.lastCheckpoint);
     // The epoch the restart cut through has one metrics line, with the uninterrupted run's loss.
     expect(r.metrics.map((m) => m.epoch)).toEqual([1, 2, 3]);
     expect(r.metrics[1].trainLoss).toBe(whole.metrics[1].trainLoss);
