@@ -143,6 +143,9 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
         skipped,
         attempt,
         attemptNumber: (options.firstAttempt ?? 0) + restarts,
+        // At once, before the cleanup: a launcher's SIGTERM (srun -K1, a pod's deletion) may end
+        // this process during it, and the record of why must already be on disk.
+        recordFailure: (f) => attempts.end({ outcome: 'failed', error: f.error, at: f.at }),
       });
       attempts.end({ outcome: 'succeeded' });
       return result;
@@ -153,7 +156,6 @@ export async function launch(options: LaunchOptions = {}): Promise<LaunchResult>
       }
       const decision = policy.decide(e.failure, restarts);
       const again = attempts.failedAtSameStepAsLast(e.at);
-      attempts.end({ outcome: 'failed', error: decision.error, at: e.at });
       if (decision.action === 'stop' || again) {
         if (again && decision.action === 'restart') log(`not restarting: attempt ${attempt} failed at the same step as the one before (epoch ${e.at.epoch}, step ${e.at.step})`);
         throw decision.error;
@@ -187,6 +189,8 @@ interface AttemptContext {
   attempt: number;
   /** On the wire: registrations from any other attempt are refused. */
   attemptNumber: number;
+  /** Called once, when the attempt's first failure happens. */
+  recordFailure(f: AttemptFailed): void;
 }
 
 /** A failure of the worker group that the policy may answer with a restart. */
@@ -274,6 +278,7 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
   const fail = (f: GroupFailure) => {
     if (failure) return;
     failure = new AttemptFailed(f, failureError(f), at);
+    ctx.recordFailure(failure);
     rejectFailed(failure);
   };
   const orFail = <T>(p: Promise<T>): Promise<T> => Promise.race([p, failed]);
@@ -303,7 +308,7 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
   group.start();
   options.events?.workersStarted?.(group.pids, ctx.attempt);
   // Launched as rank 0 by an external launcher: this process is also rank 0's worker.
-  const inProcess = placement.mode === 'rank' ? runWorker(specOf(0)) : undefined;
+  const inProcess = placement.mode === 'rank' ? runWorker(specOf(0), { signal: options.signal }) : undefined;
   inProcess?.catch((e: unknown) => fail({ kind: 'reported', rank: 0, error: isSlferError(e) ? e : errors.internal(String(e)) }));
 
   const inbox = new Inbox(worldSize);

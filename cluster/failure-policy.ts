@@ -47,7 +47,8 @@ export function failureError(f: GroupFailure): SlferError {
     case 'spawn-error':
       return errors.clusterWorkerFailed(f.rank, `could not be started (${f.error.message})`, []);
     case 'reported':
-      return new SlferError(f.error.code, `worker rank ${f.rank}: ${f.error.message}`, f.error.hint);
+      // Most workers' errors already say whose they are ("rank 1: ..."): no second prefix.
+      return new SlferError(f.error.code, f.error.message.startsWith(`rank ${f.rank}:`) ? `worker ${f.error.message}` : `worker rank ${f.rank}: ${f.error.message}`, f.error.hint);
     case 'protocol':
       return f.error;
     case 'aborted':

@@ -39,7 +39,7 @@ export async function launchThisProcess(flags: PlacementFlags & { runId?: string
   }
   if (placement.mode !== 'rank') throw new Error('unreachable: a local placement always hosts the coordinator');
   const advertise = placement.multiMachine ? await advertiseAddress(placement.host, env) : undefined;
-  log(`rank ${placement.rank} of ${placement.worldSize} (${placement.launcher}, attempt ${attempt}): joining the coordinator at ${placement.host}:${placement.port}`);
+  log(`rank ${placement.rank} of ${placement.worldSize} (${placement.launcher}, attempt ${attempt}): joining the coordinator at ${placement.host}:${placement.port}${advertise ? `, advertising ${advertise}` : ''}`);
   await runWorker(
     workerSpecOf(placement.rank, {
       placement,
@@ -52,6 +52,7 @@ export async function launchThisProcess(flags: PlacementFlags & { runId?: string
       compression: options.compression,
       authKey,
     }),
+    { signal: options.signal },
   );
   return { role: 'rank', rank: placement.rank };
 }

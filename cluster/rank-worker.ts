@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { Dealer } from 'zeromq';
 import { resolveConfig } from '../src/config.js';
 import { selectBackend } from '../src/engine/backend.js';
-import { errors, isSlferError, toWire } from '../src/errors.js';
+import { errors, isSlferError, toWire, type SlferError } from '../src/errors.js';
 import { loadCheckpoint, saveCheckpoint } from '../src/train/checkpoint.js';
 import { RUN_FILES } from '../src/train/run-files.js';
 import { formatPretrained, loadPretrained } from '../src/train/pretrained.js';
@@ -32,7 +32,7 @@ import type { WorkerSpec } from './worker-spec.js';
  * Resolves when the coordinator says stop; rejects (after telling the coordinator, when it still
  * can) on any failure, including a lost coordinator or ring neighbour.
  */
-export async function runWorker(spec: WorkerSpec): Promise<void> {
+export async function runWorker(spec: WorkerSpec, o: { signal?: AbortSignal } = {}): Promise<void> {
   const { rank, worldSize, coordinator, runDir } = spec;
   const log = (line: string) => process.stderr.write(`[rank ${rank}] ${line}\n`);
   // Every socket of a run with a key uses CURVE; each process reads the key file itself.
@@ -48,14 +48,19 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
   const lost = new Tripwire();
   const abort = new AbortController();
   let joined = false;
-  control.events.on('disconnect', () => {
-    if (!joined) return;
-    const e = errors.clusterCoordinatorLost(rank, coordinator);
+  const stop = (e: SlferError) => {
     lost.trip(e);
     abort.abort();
     // A collective waiting on a lost neighbour would otherwise wait out its timeout.
     ring.abort(e);
+  };
+  control.events.on('disconnect', () => {
+    if (joined) stop(errors.clusterCoordinatorLost(rank, coordinator));
   });
+  // Ctrl-C or a launcher's SIGTERM for this process (a rank started by srun, mpirun, torchrun).
+  const onAbort = () => stop(errors.aborted(`rank ${rank}`));
+  if (o.signal?.aborted) onAbort();
+  o.signal?.addEventListener('abort', onAbort);
   let sending: Promise<void> = Promise.resolve();
   /** One send at a time on the control socket (zeromq allows a single pending send). */
   const send = (m: WorkerMessage): Promise<void> => (sending = sending.then(() => control.send(encode(m))));
@@ -176,6 +181,7 @@ export async function runWorker(spec: WorkerSpec): Promise<void> {
     }
     throw cause;
   } finally {
+    o.signal?.removeEventListener('abort', onAbort);
     heartbeat.postMessage('stop');
     await session?.close();
     await ring.close();

@@ -248,6 +248,12 @@ export const errors = {
       `worker rank ${rank} sent no heartbeat for ${seconds.toFixed(1)} s`,
       'the process hung or its machine is overloaded; continue from the last checkpoint with --resume <run folder>',
     ),
+  clusterPeerLost: (rank: number, peer: number) =>
+    new SlferError(
+      'SLFER_CLUSTER_RING_UNUSABLE',
+      `rank ${rank}: the ring is broken: the connection to rank ${peer} was lost (its process or machine died, or the link went down)`,
+      `rank ${peer}'s log (or its machine's) says why; the run continues from its last checkpoint with --max-restarts, or when restarted with --resume auto`,
+    ),
   clusterCoordinatorLost: (rank: number, endpoint: string) =>
     new SlferError(
       'SLFER_CLUSTER_HEARTBEAT_LOST',

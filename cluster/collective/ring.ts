@@ -205,7 +205,7 @@ export class Ring {
    * this rank through its own neighbour or the coordinator (abort()).
    */
   private watch(sock: Dealer, peer: number): void {
-    sock.events.on('disconnect', () => this.abort(errors.clusterRingUnusable(this.rank, `broken: the connection to rank ${peer} was lost (its process or machine died, or the link went down)`)));
+    sock.events.on('disconnect', () => this.abort(errors.clusterPeerLost(this.rank, peer)));
   }
 
   /** Fails the ring now, and the collective running on it: the run this rank belongs to is over. */

@@ -18,7 +18,7 @@ import { benchTrain } from '../train/bench-train.js';
 import { packageRoot } from '../util/package-root.js';
 import { registerConvert } from './convert-command.js';
 import { registerKeygen } from './keygen-command.js';
-import { stopOnCtrlC } from './interrupt.js';
+import { EXIT_TERMINATED, stopOnCtrlC, terminated } from './interrupt.js';
 import { progressReporter } from './progress.js';
 import { registerParse } from './parse-command.js';
 import { int, num } from './parsers.js';
@@ -333,7 +333,7 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** Runs the CLI; SlferErrors print their code, message and what to do, and exit 1 (75, EX_TEMPFAIL, when a retry may help). */
+/** Runs the CLI; SlferErrors print their code, message and what to do, and exit 1 (75, EX_TEMPFAIL, when a retry may help; 143 after a SIGTERM). */
 export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
@@ -341,7 +341,7 @@ export async function main(argv: string[]): Promise<void> {
     if (isSlferError(e)) {
       process.stderr.write(`${e.format()}\n`);
       // A lost process or link: a retry may help, and the code says so to whatever launched us.
-      process.exitCode = isRetryable(e.code) ? EXIT_RETRYABLE : 1;
+      process.exitCode = terminated() ? EXIT_TERMINATED : isRetryable(e.code) ? EXIT_RETRYABLE : 1;
       return;
     }
     throw e;

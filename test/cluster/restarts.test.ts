@@ -7,7 +7,7 @@ import type { AttemptRecord } from '../../cluster/attempts.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { train } from '../../src/train/trainer.js';
 import { runCli } from '../helpers/cli.js';
-import { alive } from '../helpers/processes.js';
+import { alive, childrenOf, start } from '../helpers/processes.js';
 import { syntheticDataset, tinyConfig } from '../helpers/synthetic.js';
 import { rejected } from '../helpers/thrown.js';
 import { expectSameWeights } from '../helpers/weights.js';
@@ -158,5 +158,20 @@ describe('--resume auto and exit codes, from the CLI', () => {
     process.kill(workers[1], 'SIGKILL');
     expect(await exited).toBe(75);
     expect(stderr).toMatch(/error SLFER_CLUSTER_/);
+  });
+
+  it("a launcher's SIGTERM stops the run at a safe point: attempts.json says so, no worker is left, and the exit code is 143, not a config error's 1", async () => {
+    const file = join(data.base, 'term.json');
+    writeFileSync(file, JSON.stringify(tinyConfig(data.root, 32, { epochs: 50, batchSize: 4 })));
+    const out = join(data.base, 'term');
+    const run = start(process.execPath, [join(import.meta.dirname, '..', '..', 'bin', 'slfer-dist.js'), 'launch', '--workers', '2', '-c', file, '--out', out]);
+    const end = Date.now() + 60_000;
+    while (!/epoch 1\b/.test(run.text()) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    const workers = childrenOf(run.child.pid!);
+    run.child.kill('SIGTERM');
+    expect(await run.exited, run.text()).toBe(143);
+    expect(run.text()).toContain('SIGTERM: stopping the workers');
+    expect(attemptsOf(out).map((a) => [a.outcome, a.failure?.code])).toEqual([['failed', 'SLFER_ABORTED']]);
+    for (const pid of workers) expect(alive(pid)).toBe(false);
   });
 });
