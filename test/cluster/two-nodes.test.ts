@@ -3,11 +3,13 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_RETRYABLE } from '../../cluster/failure-policy.js';
+import { writeRunKey } from '../../cluster/security/run-key.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { HYDRA_BIN, mpichAvailable, mpiHosts, OPENMPI_BIN, openMpiAvailable } from '../helpers/mpi-cluster.js';
 import { clusterRequired, isRunning, namespacesAvailable, skipReason, twoNodes, which, type Node, type TwoNodes } from '../helpers/netns.js';
 import { slurmAvailable, slurmCluster, type SlurmCluster } from '../helpers/slurm-cluster.js';
 import { syntheticDataset, tinyConfig } from '../helpers/synthetic.js';
+import { expectSameWeights as sameWeights } from '../helpers/weights.js';
 
 // slfer-dist across two real "machines": two network namespaces joined by one veth
 // (test/helpers/netns.ts), each with its own hostname and /etc/hosts. Real CLI processes, started
@@ -121,16 +123,9 @@ const reference = () =>
 
 /** Params, BN buffers and epoch of the last checkpoints of two runs are identical. */
 function expectSameWeights(a: string, b: string): void {
-  const x = loadCheckpoint(a);
-  const y = loadCheckpoint(b);
-  expect(y.epoch).toBe(x.epoch);
-  expect(y.epoch).toBe(EPOCHS);
-  expect(y.params.length).toBe(x.params.length);
-  expect(y.buffers.length).toBe(x.buffers.length);
-  x.params.forEach((p, i) => expect(Buffer.compare(Buffer.from(p.buffer, p.byteOffset, p.byteLength), Buffer.from(y.params[i].buffer, y.params[i].byteOffset, y.params[i].byteLength)), `param ${i}`).toBe(0));
-  x.buffers.forEach((p, i) => expect(Buffer.compare(Buffer.from(p.buffer, p.byteOffset, p.byteLength), Buffer.from(y.buffers[i].buffer, y.buffers[i].byteOffset, y.buffers[i].byteLength)), `buffer ${i}`).toBe(0));
+  sameWeights(a, b);
+  expect(loadCheckpoint(b).epoch).toBe(EPOCHS);
 }
-
 /** The processes in one node's namespace (zombies excluded). */
 const nodePids = (n: Node): number[] =>
   execFileSync(which('ip')!, ['netns', 'pids', n.ns], { encoding: 'utf8' })
@@ -172,17 +167,17 @@ describe.skipIf(nsSkip !== '')(`slfer-dist on two machines (network namespaces)$
     await pair?.close();
   });
 
-  /** One node's agent: `launch --nnodes 2 --node-rank R --nproc-per-node 1 --rdzv-endpoint n1:PORT --insecure`. */
-  const agent = (node: Node, p: number, config: string, out: string): Proc => {
-    const args = [BIN, 'launch', '--nnodes', '2', '--node-rank', String(node.index), '--nproc-per-node', '1', '--rdzv-endpoint', `${pair.nodes[0].addr}:${p}`, '--insecure', '--config', config, '--out', out];
+  /** One node's agent: `launch --nnodes 2 --node-rank R --nproc-per-node 1 --rdzv-endpoint n1:PORT` with `security` (a run key, or --insecure). */
+  const agent = (node: Node, p: number, config: string, out: string, security: string[]): Proc => {
+    const args = [BIN, 'launch', '--nnodes', '2', '--node-rank', String(node.index), '--nproc-per-node', '1', '--rdzv-endpoint', `${pair.nodes[0].addr}:${p}`, ...security, '--config', config, '--out', out];
     const proc = watch(pair.exec(node, process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: ENV }), `node ${node.index} (${node.name})`);
     children.push(proc);
     return proc;
   };
-  const agents = (config: string, name: string) => {
+  const agents = (config: string, name: string, security = ['--insecure']) => {
     const p = ++port;
     const outs = pair.nodes.map((n) => join(data.base, `${name}-node${n.index}`));
-    return { outs, procs: pair.nodes.map((n, i) => agent(n, p, config, outs[i])) as [Proc, Proc] };
+    return { outs, procs: pair.nodes.map((n, i) => agent(n, p, config, outs[i], security)) as [Proc, Proc] };
   };
   /** Nothing is left in either namespace (within `ms`: a process being reaped). */
   const expectNothingLeft = async (ms = 3000) => {
@@ -190,11 +185,13 @@ describe.skipIf(nsSkip !== '')(`slfer-dist on two machines (network namespaces)$
     expect(describePids(pair)).toEqual([]);
   };
 
-  it('--nnodes 2, one worker a node: the workers are on 2 machines, rank 1 advertises n2\'s address, gradients cross the veth, node 1 writes no run folder, and the weights equal `launch --workers 2` bitwise', async () => {
+  it('--nnodes 2 with a run key (CURVE on every socket), one worker a node: the workers are on 2 machines, rank 1 advertises n2\'s address, gradients cross the veth, node 1 writes no run folder, and the weights equal `launch --workers 2` bitwise', async () => {
     const ref = reference();
     const [n1, n2] = pair.nodes;
     const rxBefore = rxBytes(n2);
-    const { outs, procs } = agents(configFile, 'nnodes');
+    const key = join(data.base, 'run.key');
+    if (!existsSync(key)) writeRunKey(key);
+    const { outs, procs } = agents(configFile, 'nnodes', ['--auth-key', key]);
     const [r0, r1] = await within(Promise.all(procs.map((p) => p.exited)), 120_000, [null, null]);
     expect(r0?.code, procs[0].out()).toBe(0);
     expect(r1?.code, procs[1].out()).toBe(0);
