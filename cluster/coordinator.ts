@@ -12,7 +12,7 @@ import { prepareData, type TrainEvents } from '../src/train/trainer.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
 import { compiledSibling } from '../src/util/compiled-path.js';
 import { RING_EXEC_ARGV, ringProcessEnv } from './collective/process-setup.js';
-import { RendezvousServer } from './collective/rendezvous.js';
+import { RendezvousServer, type Registration } from './collective/rendezvous.js';
 import { summariseEpoch, type RankTiming } from './epoch-summary.js';
 import { assignGpus, gpuEnv, queryGpus, type Gpu } from './gpus.js';
 import { AttemptLog, newestVerifiedCheckpoint } from './attempts.js';
@@ -347,8 +347,14 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
     group.healthy();
     liveness.reset();
     const backend = ready[0].backend;
-    const hosts = new Set(server.registrations.map((r) => r?.host));
-    log(`launched ${worldSize} workers${hosts.size > 1 ? ` on ${hosts.size} machines` : ''} on ${backend} (${ready[0].reason}); ${ready[0].parameters.toLocaleString('en-US')} parameters; ${ready[0].trainImages} train / ${ready[0].testImages} test images; ${ready[0].stepsPerEpoch} steps per epoch per worker`);
+    const regs = server.registrations as Registration[];
+    const machines = new Set(regs.map((r) => r.machine ?? r.host));
+    log(`launched ${worldSize} workers${machines.size > 1 ? ` on ${machines.size} machines` : ''} on ${backend} (${ready[0].reason}); ${ready[0].parameters.toLocaleString('en-US')} parameters; ${ready[0].trainImages} train / ${ready[0].testImages} test images; ${ready[0].stepsPerEpoch} steps per epoch per worker`);
+    // Across machines, how each rank reaches the next: ipc on one machine, tcp between machines.
+    if (machines.size > 1) {
+      const via = (r: Registration, next: Registration) => (next.ipcEndpoint && next.machine !== undefined && next.machine === r.machine ? 'ipc' : 'tcp');
+      log(`  ring: ${regs.map((r, i) => `${i} ─${via(r, regs[(i + 1) % worldSize])}→ `).join('')}0`);
+    }
     // One line per rank: which GPU it was given and what its engine made of it (the adapter).
     if (assigned) forked.forEach((rank, i) => log(`  rank ${rank}: GPU ${assigned[i].index} ${assigned[i].uuid} (${assigned[i].name}) → ${ready[rank].backend}: ${ready[rank].reason}`));
 

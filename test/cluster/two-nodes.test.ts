@@ -168,16 +168,16 @@ describe.skipIf(nsSkip !== '')(`slfer-dist on two machines (network namespaces)$
   });
 
   /** One node's agent: `launch --nnodes 2 --node-rank R --nproc-per-node 1 --rdzv-endpoint n1:PORT` with `security` (a run key, or --insecure). */
-  const agent = (node: Node, p: number, config: string, out: string, security: string[]): Proc => {
-    const args = [BIN, 'launch', '--nnodes', '2', '--node-rank', String(node.index), '--nproc-per-node', '1', '--rdzv-endpoint', `${pair.nodes[0].addr}:${p}`, ...security, '--config', config, '--out', out];
+  const agent = (node: Node, p: number, config: string, out: string, security: string[], perNode = 1): Proc => {
+    const args = [BIN, 'launch', '--nnodes', '2', '--node-rank', String(node.index), '--nproc-per-node', String(perNode), '--rdzv-endpoint', `${pair.nodes[0].addr}:${p}`, ...security, '--config', config, '--out', out];
     const proc = watch(pair.exec(node, process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: ENV }), `node ${node.index} (${node.name})`);
     children.push(proc);
     return proc;
   };
-  const agents = (config: string, name: string, security = ['--insecure']) => {
+  const agents = (config: string, name: string, security = ['--insecure'], perNode = 1) => {
     const p = ++port;
     const outs = pair.nodes.map((n) => join(data.base, `${name}-node${n.index}`));
-    return { outs, procs: pair.nodes.map((n, i) => agent(n, p, config, outs[i], security)) as [Proc, Proc] };
+    return { outs, procs: pair.nodes.map((n, i) => agent(n, p, config, outs[i], security, perNode)) as [Proc, Proc] };
   };
   /** Nothing is left in either namespace (within `ms`: a process being reaped). */
   const expectNothingLeft = async (ms = 3000) => {
@@ -209,6 +209,17 @@ describe.skipIf(nsSkip !== '')(`slfer-dist on two machines (network namespaces)$
     const steps = EPOCHS * (32 / 2 / 4);
     expect(rxBytes(n2) - rxBefore).toBeGreaterThan(steps * 217_371 * 4 * 0.5);
     expectSameWeights(await ref, join(outs[0], 'checkpoints'));
+    await expectNothingLeft();
+  }, 180_000);
+
+  it('--nnodes 2 --nproc-per-node 2: neighbours on one node talk over ipc, across nodes over tcp, and the run completes with equal weights on all 4 ranks', async () => {
+    const { procs } = agents(configFile, 'four', ['--insecure'], 2);
+    const [r0, r1] = await within(Promise.all(procs.map((p) => p.exited)), 150_000, [null, null]);
+    expect(r0?.code, procs[0].out()).toBe(0);
+    expect(r1?.code, procs[1].out()).toBe(0);
+    expect(procs[0].out()).toMatch(/launched 4 workers on 2 machines/);
+    expect(procs[0].out()).toContain('ring: 0 ─ipc→ 1 ─tcp→ 2 ─ipc→ 3 ─tcp→ 0');
+    expect(procs[0].out()).toMatch(/checksum [0-9a-f]{16} equal on all 4 ranks/);
     await expectNothingLeft();
   }, 180_000);
 
