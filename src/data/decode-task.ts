@@ -151,6 +151,10 @@ function checkRaw(out: { data: Buffer; info: OutputInfo }, side: number, channel
 
 function reasonOf(path: string, err: unknown): string {
   if (!existsSync(path)) return 'missing file';
-  // libvips repeats its complaint over several lines; the first says it.
-  return (err instanceof Error ? err.message : String(err)).split('\n')[0];
+  // libvips repeats its complaint over several lines, and its error buffer is shared by the
+  // decoding threads, so the detail after sharp's "Input file has corrupt header:" may be missing
+  // or belong to another image: the first line, and the next one only when the first has none.
+  const lines = (err instanceof Error ? err.message : String(err)).split('\n').map((l) => l.trim()).filter(Boolean);
+  if (lines.length === 0) return 'unreadable image';
+  return lines[0].endsWith(':') && lines[1] ? `${lines[0]} ${lines[1]}` : lines[0];
 }

@@ -37,7 +37,8 @@ describe.runIf(native.ok)('bad input from the command line, wasm with the native
       const r = cli([...TRAIN_ARGS, '--data', broken, '--variant', variant, '--out', out]);
       expect({ code: r.code, signal: r.signal, stderr: r.stderr.split('\n').filter((l) => /^error |corrupted|Segmentation fault|malloc\(\)|Aborted/.test(l)) }).toEqual({ code: 0, signal: null, stderr: [] });
       expect(r.stdout + r.stderr).toMatch(/convolutions: oneDNN/);
-      expect(r.stdout).toMatch(/skipped 1 file\(s\):\n\s+\S+train_00005_aligned\.jpg: .*premature end of JPEG/);
+      // libvips's detail comes from an error buffer the decoding threads share, so it may be missing.
+      expect(r.stdout).toMatch(/skipped 1 file\(s\):\n\s+\S+train_00005_aligned\.jpg: (Input file has corrupt header|.*premature end of JPEG)/i);
       const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as { skipped: { path: string }[] };
       expect(report.skipped.map((s) => s.path)).toEqual([join(broken, 'Image/aligned/train_00005_aligned.jpg')]);
     });
