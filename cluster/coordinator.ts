@@ -282,7 +282,7 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
     rejectFailed(failure);
   };
   const orFail = <T>(p: Promise<T>): Promise<T> => Promise.race([p, failed]);
-  const onAbort = () => fail({ kind: 'aborted' });
+  const onAbort = () => fail({ kind: 'aborted', signal: typeof options.signal?.reason === 'string' ? options.signal.reason : undefined });
   options.signal?.addEventListener('abort', onAbort);
 
   const specOf = (rank: number) => workerSpecOf(rank, { placement, coordinator: endpoint, runDir, resume: resumeFrom, advertise: ctx.advertise, runId, attempt: ctx.attemptNumber, transport: options.transport, bucketMb: options.bucketMb, compression: options.compression, authKey: options.authKey });

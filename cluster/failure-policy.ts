@@ -14,7 +14,8 @@ export type GroupFailure =
   | { kind: 'reported'; rank: number; error: SlferError }
   /** A worker sent what the control protocol does not know. */
   | { kind: 'protocol'; rank: number; error: SlferError }
-  | { kind: 'aborted' };
+  /** Ctrl-C, or a launcher's SIGTERM (`signal`). */
+  | { kind: 'aborted'; signal?: string };
 
 export type Decision = { action: 'stop'; error: SlferError } | { action: 'restart'; error: SlferError };
 
@@ -52,7 +53,11 @@ export function failureError(f: GroupFailure): SlferError {
     case 'protocol':
       return f.error;
     case 'aborted':
-      return errors.aborted('the launched run');
+      // A launcher's SIGTERM usually follows another task's failure (srun -K1), which this process
+      // may not have seen yet: say where the stop came from.
+      return f.signal === 'SIGTERM'
+        ? new SlferError('SLFER_ABORTED', 'the launched run was stopped by SIGTERM (from its launcher: srun -K1 after another task failed, scancel, a deleted pod)', 'the run continues from its newest checkpoint with --resume auto (the sbatch template and Kubernetes restarts do that)')
+        : errors.aborted('the launched run');
   }
 }
 

@@ -11,7 +11,8 @@ export function stopOnCtrlC(message: string): { signal: AbortSignal; release(): 
     if (sig === 'SIGTERM') terminatedBySigterm = true;
     if (controller.signal.aborted) process.exit(sig === 'SIGTERM' ? EXIT_TERMINATED : 130);
     process.stderr.write(`\n${sig === 'SIGTERM' ? 'SIGTERM: ' : ''}${message}\n`);
-    controller.abort();
+    // The reason names the signal: a SIGTERM's stop is recorded as coming from the launcher.
+    controller.abort(sig);
   };
   const onSigint = on('SIGINT');
   const onSigterm = on('SIGTERM');

@@ -176,6 +176,7 @@ describe('--resume auto and exit codes, from the CLI', () => {
     expect(await run.exited, run.text()).toBe(143);
     expect(run.text()).toContain('SIGTERM: stopping the workers');
     expect(attemptsOf(out).map((a) => [a.outcome, a.failure?.code])).toEqual([['failed', 'SLFER_ABORTED']]);
+    expect(attemptsOf(out)[0].failure?.message).toContain('stopped by SIGTERM (from its launcher');
     for (const pid of workers) expect(alive(pid)).toBe(false);
   });
 });

@@ -354,8 +354,9 @@ describe.skipIf(slurmSkip !== '')(`slfer-dist under Slurm on two machines${slurm
     expect(text).not.toMatch(/gave up/);
     const attempts = JSON.parse(readFileSync(join(out, 'attempts.json'), 'utf8')) as { attempt: number; outcome?: string; startEpoch: number; resumedFrom: string | null; failure?: { code: string; epoch?: number } }[];
     expect(attempts.map((a) => a.outcome), JSON.stringify(attempts, null, 1)).toEqual(['failed', 'succeeded']);
-    // Rank 0 wrote down why: the lost peer, in the epoch after the first checkpoint or later.
-    expect(attempts[0].failure?.code).toMatch(/^SLFER_CLUSTER_(RING_UNUSABLE|HEARTBEAT_LOST)$/);
+    // Rank 0 wrote down why: the lost peer, or srun -K1's SIGTERM when that came first (a step
+    // in progress delays the disconnect's event), in the epoch after the first checkpoint or later.
+    expect(`${attempts[0].failure?.code} ${(attempts[0].failure as { message?: string } | undefined)?.message}`).toMatch(/^SLFER_CLUSTER_(RING_UNUSABLE|HEARTBEAT_LOST) |^SLFER_ABORTED the launched run was stopped by SIGTERM/);
     expect(attempts[0].failure?.epoch).toBeGreaterThanOrEqual(2);
     expect(attempts[0].startEpoch).toBe(0);
     expect(attempts[1].startEpoch).toBeGreaterThanOrEqual(1);
