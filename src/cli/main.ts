@@ -11,6 +11,9 @@ import type { Report } from '../train/run-files.js';
 import { train } from '../train/trainer.js';
 import { DEFAULT_BUCKET_BYTES } from '../../cluster/collective/buckets.js';
 import { launchThisProcess } from '../../cluster/launch-process.js';
+import { EXPERIMENTS, type ExperimentKind } from '../experiment/plan.js';
+import { formatResults } from '../experiment/results.js';
+import { runExperiment } from '../experiment/run-experiment.js';
 import { EXIT_RETRYABLE, isRetryable } from '../../cluster/failure-policy.js';
 import { benchScaling } from '../../cluster/bench/scaling.js';
 import { registerBenchAllReduce } from '../../cluster/bench/cli.js';
@@ -21,7 +24,7 @@ import { registerKeygen } from './keygen-command.js';
 import { EXIT_TERMINATED, stopOnCtrlC, terminated } from './interrupt.js';
 import { progressReporter } from './progress.js';
 import { registerParse } from './parse-command.js';
-import { int, num } from './parsers.js';
+import { int, num, numList } from './parsers.js';
 
 /** configs/ ships in the package root, beside dist/ (and beside .gpu/, the GPU-machine bundle). */
 export const DEFAULT_CONFIG = join(packageRoot(import.meta.url), 'configs', 'synthetic.json');
@@ -144,6 +147,46 @@ export function buildProgram(): Command {
         interrupt.release();
       }
     });
+
+  withTrainingOptions(
+    program
+      .command('experiment')
+      .argument('<kind>', `${EXPERIMENTS.join(', ')}: the paper's Table 1 (the five variants), Table 3 (λ1, λ2) or Fig. 3 (n)`)
+      .description("train every row of one of the paper's tables, once per seed, under one experiment folder (--out; running again continues it), then write results.md and results.json beside the paper's numbers")
+      .option('--seeds <k>', 'runs per row (seeds config, +1, ...): mean ± standard deviation', int('--seeds', { min: 1 }), 1)
+      .option('--lambda1 <list>', "experiment lambda: λ1 (ST loss weight) values, with λ2 = 0.5 (default: the paper's 0,0.001,0.1,0.5,1)", numList('--lambda1'))
+      .option('--lambda2 <list>', 'experiment lambda: λ2 (CT loss weight) values, with λ1 = 0.5 (default: the same)', numList('--lambda2'))
+      .option('--n <list>', "experiment topn: numbers of dominant components (default 1,...,8)", numList('--n'))
+      .option('--launch', 'train each run with launch (its workers: --workers N, or --gpus N)')
+      .option('--gpus <n>', 'with --launch: one worker per GPU', int('--gpus'))
+      .option('--workers <n>', 'with --launch: CPU workers', int('--workers')),
+  ).action(async (kind: string, flags: TrainFlags & { seeds: number; lambda1?: number[]; lambda2?: number[]; n?: number[]; launch?: boolean; gpus?: number; workers?: number }, cmd: Command) => {
+    if (!(EXPERIMENTS as readonly string[]).includes(kind)) throw errors.invalidArgument('experiment', `"${kind}" is not one`, `choose ${EXPERIMENTS.join(', ')}`);
+    for (const [flag, v] of [['--variant', flags.variant], ['--resume', flags.resume]] as const) {
+      if (v !== undefined) throw errors.invalidArgument(flag, 'does not apply to an experiment', flag === '--variant' ? 'its rows set the variant' : 'run the same command again: finished runs are kept and a half-finished one continues');
+    }
+    if (!flags.launch && (flags.gpus !== undefined || flags.workers !== undefined)) throw errors.invalidArgument(flags.gpus !== undefined ? '--gpus' : '--workers', 'needs --launch', 'add --launch to train each run with launch');
+    const interrupt = stopOnCtrlC('stopping after this step (running the same command again continues the experiment)');
+    const progress = progressReporter();
+    try {
+      const r = await runExperiment({
+        kind: kind as ExperimentKind,
+        config: configFromFlags(flags, cmd),
+        out: flags.out,
+        seeds: flags.seeds,
+        plan: { lambda1: flags.lambda1, lambda2: flags.lambda2, n: flags.n },
+        launch: flags.launch ? { workers: flags.workers, gpus: flags.gpus } : undefined,
+        signal: interrupt.signal,
+        events: {
+          ...progress,
+          run: (x) => process.stderr.write(`[${x.index + 1}/${x.total}] ${x.row.table}: ${x.row.label}, seed ${x.seed}: ${x.status === 'kept' ? 'finished before, kept' : x.status === 'resumed' ? 'resuming from its checkpoint' : 'training'} (${x.dir})\n`),
+        },
+      });
+      process.stdout.write(formatResults(r));
+    } finally {
+      interrupt.release();
+    }
+  });
 
   withTrainingOptions(
     program

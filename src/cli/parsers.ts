@@ -14,3 +14,11 @@ export const num = (name: string) => (v: string) => {
   if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
   return n;
 };
+
+/** A comma-separated list of numbers (`0,0.5,1`); an empty entry or a non-number is refused. */
+export const numList = (name: string) => (v: string) =>
+  v.split(',').map((s) => {
+    const n = s.trim() === '' ? NaN : Number(s);
+    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be comma-separated numbers, got "${v}"`);
+    return n;
+  });
