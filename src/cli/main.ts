@@ -21,6 +21,7 @@ import { registerKeygen } from './keygen-command.js';
 import { EXIT_TERMINATED, stopOnCtrlC, terminated } from './interrupt.js';
 import { progressReporter } from './progress.js';
 import { registerParse } from './parse-command.js';
+import { registerPlot } from './plot-command.js';
 import { int, num } from './parsers.js';
 
 /** configs/ ships in the package root, beside dist/ (and beside .gpu/, the GPU-machine bundle). */
@@ -250,6 +251,8 @@ export function buildProgram(): Command {
     });
 
   registerConvert(program);
+
+  registerPlot(program);
 
   const data = program.command('data').description('datasets');
   data
