@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
-import { confusionMatrixPng, confusionMatrixSvg } from './confusion-plot.js';
+import { renderChart } from '../plot/render.js';
+import { confusionMatrixSpec } from './confusion-plot.js';
 import type { EvalResult } from './metrics.js';
 
 /**
@@ -75,9 +76,9 @@ export function readMetrics(runDir: string): EpochMetrics[] {
 
 export async function writeReport(dir: string, report: Report, reportName: string = RUN_FILES.report): Promise<void> {
   writeFileAtomic(join(dir, reportName), JSON.stringify(report, null, 2) + '\n');
-  const svg = confusionMatrixSvg(report, `${report.variant} on ${report.dataset}: accuracy ${(report.accuracy * 100).toFixed(2)}%`);
-  writeFileAtomic(join(dir, RUN_FILES.confusionSvg), svg);
-  writeFileAtomic(join(dir, RUN_FILES.confusionPng), await confusionMatrixPng(svg));
+  const chart = await renderChart(confusionMatrixSpec(report, `${report.variant} on ${report.dataset}: accuracy ${(report.accuracy * 100).toFixed(2)}%`));
+  writeFileAtomic(join(dir, RUN_FILES.confusionSvg), chart.svg);
+  writeFileAtomic(join(dir, RUN_FILES.confusionPng), chart.png);
 }
 
 export function writeRunConfig(dir: string, config: unknown): void {

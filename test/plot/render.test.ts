@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { curvesSpec } from '../../src/plot/curves.js';
+import { confusionMatrixSpec } from '../../src/train/confusion-plot.js';
+import type { EvalResult } from '../../src/train/metrics.js';
 import { renderChart, writeChart } from '../../src/plot/render.js';
 import type { EpochMetrics } from '../../src/train/run-files.js';
 
@@ -88,5 +90,23 @@ describe('training curves', () => {
     const f = await writeChart(join(dir, 'curves'), curvesSpec([epoch(1)], 't'));
     expect(readFileSync(f.svg, 'utf8')).toContain('<svg');
     expect(readFileSync(f.png).subarray(1, 4).toString()).toBe('PNG');
+  });
+});
+
+describe('confusion matrix', () => {
+  it('is a heatmap with every count, both axes in class order', async () => {
+    const names = ['Surprise', 'Fear', 'Disgust'];
+    const m = [
+      [5, 1, 0],
+      [2, 7, 1],
+      [0, 0, 9],
+    ];
+    const r = await renderChart(confusionMatrixSpec({ classNames: names, confusionMatrix: m } as unknown as EvalResult, 'cm'));
+    // One cell per (true, predicted) pair, and its count written on it.
+    const rects = /<g class="mark-rect role-mark[^"]*"[^>]*>(.*?)<\/g>/s.exec(r.svg)![1].match(/<path /g)!.length;
+    expect(rects).toBe(9);
+    const texts = [.../<g class="mark-text role-mark[^"]*"[^>]*>(.*?)<\/g>/s.exec(r.svg)![1].matchAll(/>(\d+)<\/text>/g)].map((x) => Number(x[1]));
+    expect(texts.sort((a, b) => a - b)).toEqual(m.flat().sort((a, b) => a - b));
+    for (const t of ['predicted', 'true', ...names]) expect(r.svg).toContain(`>${t}<`);
   });
 });
