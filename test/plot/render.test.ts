@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
+import { scalingSpec } from '../../cluster/bench/scaling.js';
 import { curvesSpec } from '../../src/plot/curves.js';
 import { confusionMatrixSpec } from '../../src/train/confusion-plot.js';
 import type { EvalResult } from '../../src/train/metrics.js';
@@ -108,5 +109,15 @@ describe('confusion matrix', () => {
     const texts = [.../<g class="mark-text role-mark[^"]*"[^>]*>(.*?)<\/g>/s.exec(r.svg)![1].matchAll(/>(\d+)<\/text>/g)].map((x) => Number(x[1]));
     expect(texts.sort((a, b) => a - b)).toEqual(m.flat().sort((a, b) => a - b));
     for (const t of ['predicted', 'true', ...names]) expect(r.svg).toContain(`>${t}<`);
+  });
+});
+
+describe('scaling plot', () => {
+  it('draws the measured img/s per worker count, each labelled, and the linear line', async () => {
+    const row = (workers: number, imagesPerSec: number, efficiency: number) => ({ workers, imagesPerSec, msPerStep: 1, computeMsPerStep: 1, allReduceMsPerStep: 0, efficiency });
+    const r = await renderChart(scalingSpec({ backend: 'wasm', variant: 'proposed', width: 0.125, size: 64, batch: 16, rows: [row(1, 116.5, 1), row(2, 163.3, 0.7), row(4, 150.6, 0.32)] }));
+    expect(symbols(r.svg)).toBe(3);
+    for (const t of ['116.5 (100%)', '163.3 (70%)', '150.6 (32%)', 'workers', 'training img/s']) expect(r.svg).toContain(`>${t}<`);
+    expect(r.svg.match(/stroke-dasharray="5,4"/g)).toHaveLength(1);
   });
 });
