@@ -140,7 +140,7 @@ export function buildProgram(): Command {
       try {
         const r = await train({ config, out: flags.out, resume: flags.resume, allowWorldSizeChange: flags.allowWorldSizeChange, signal: interrupt.signal, events: progressReporter() });
         printReport(r.report, join(r.runDir, 'report.json'));
-        process.stdout.write(`run folder: ${r.runDir} (metrics.jsonl, checkpoints/, confusion-matrix.png)\n`);
+        process.stdout.write(`run folder: ${r.runDir} (metrics.jsonl, checkpoints/, confusion-matrix.png, curves.png)\n`);
       } finally {
         interrupt.release();
       }
@@ -200,7 +200,7 @@ export function buildProgram(): Command {
         }
         const r = outcome.result;
         printReport(r.report, join(r.runDir, 'report.json'));
-        process.stdout.write(`run folder: ${r.runDir} (metrics.jsonl, timings.json, checkpoints/, confusion-matrix.png)\n`);
+        process.stdout.write(`run folder: ${r.runDir} (metrics.jsonl, timings.json, checkpoints/, confusion-matrix.png, curves.png)\n`);
       } finally {
         interrupt.release();
       }

@@ -7,7 +7,8 @@ import type { EvalResult } from './metrics.js';
 
 /**
  * The files a run folder holds, by name (other tools read these; keep the names):
- * config.json, metrics.jsonl, checkpoints/, report.json, confusion-matrix.{svg,png}.
+ * config.json, metrics.jsonl, checkpoints/, report.json, confusion-matrix.{svg,png}; curves.{svg,png}
+ * (src/plot/curves.ts) and, from `plot --tsne`, tsne.{svg,png,json} (src/plot/tsne.ts).
  */
 export const RUN_FILES = {
   config: 'config.json',
