@@ -61,6 +61,17 @@ function readRunMetrics(dir: string): EpochMetrics[] {
     });
 }
 
+/** config.json's variant, for the title (a run folder without one still gets its curves). */
+function readRunConfig(dir: string): { model?: { variant?: string } } {
+  const file = join(dir, RUN_FILES.config);
+  if (!existsSync(file)) return {};
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as { model?: { variant?: string } };
+  } catch (e) {
+    throw errors.runFolderInvalid(dir, `${RUN_FILES.config} is not JSON (${(e as Error).message})`);
+  }
+}
+
 /**
  * `slfer-dist plot RUN`: the training curves from metrics.jsonl, and with `tsne` the t-SNE of the
  * test split's ECT features (Fig. 4), into the run folder.
@@ -71,7 +82,7 @@ export async function plotRun(o: PlotRunOptions): Promise<PlotRunResult> {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw errors.runFolderInvalid(dir, 'no such folder');
   const metrics = readRunMetrics(dir);
   if (!metrics.length && !o.tsne) throw errors.runFolderInvalid(dir, `it holds no ${RUN_FILES.metrics} (or an empty one), so there are no curves to draw`);
-  const config = existsSync(join(dir, RUN_FILES.config)) ? (JSON.parse(readFileSync(join(dir, RUN_FILES.config), 'utf8')) as { model?: { variant?: string } }) : {};
+  const config = readRunConfig(dir);
   const result: PlotRunResult = {};
   if (metrics.length) {
     result.curves = await writeCurves(dir, metrics, `${config.model?.variant ?? 'SLFER'}: ${metrics.length} epoch${metrics.length === 1 ? '' : 's'}`);
