@@ -1,8 +1,8 @@
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TsneFile } from '../../src/plot/plot-run.js';
+import { plotRun, type TsneFile } from '../../src/plot/plot-run.js';
 import { train } from '../../src/train/trainer.js';
 import { runCli } from '../helpers/cli.js';
 import { syntheticDataset, tinyConfig } from '../helpers/synthetic.js';
@@ -62,5 +62,19 @@ describe('slfer-dist plot', () => {
     // The dataset folder exists but holds no metrics.jsonl nor checkpoint.
     const notRun = runCli(['plot', data.root, '--tsne']);
     expect([notRun.status, notRun.stderr.includes(`SLFER_RUN_FOLDER_INVALID: ${data.root} is not a usable run folder: it holds no checkpoint`)]).toEqual([1, true]);
+  });
+
+  it('a damaged metrics.jsonl is a typed error naming the folder and the line', async () => {
+    const dir = join(data.base, 'damaged');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'metrics.jsonl'), `${readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').split('\n')[0]}\n{"epoch": 2, "trainL`);
+    await expect(plotRun({ run: dir })).rejects.toMatchObject({ code: 'SLFER_RUN_FOLDER_INVALID', message: expect.stringContaining(`${dir} is not a usable run folder: metrics.jsonl line 2`) });
+    // An empty folder has nothing to draw.
+    await expect(plotRun({ run: data.base })).rejects.toMatchObject({ code: 'SLFER_RUN_FOLDER_INVALID', message: expect.stringContaining('holds no metrics.jsonl') });
+  });
+
+  it('--perplexity without --tsne is refused', () => {
+    const r = runCli(['plot', runDir, '--perplexity', '10']);
+    expect([r.status, r.stderr.includes('error SLFER_INVALID_ARGUMENT: --perplexity')]).toEqual([1, true]);
   });
 });
