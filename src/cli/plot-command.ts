@@ -10,6 +10,7 @@ interface PlotFlags {
   perplexity?: number;
   seed?: number;
   iterations?: number;
+  data?: string;
   backend?: BackendRequest;
 }
 
@@ -23,15 +24,17 @@ export function registerPlot(program: Command): void {
     .option('--perplexity <p>', `t-SNE perplexity (default ${DEFAULT_TSNE.perplexity}; capped below a third of the test images)`, num('--perplexity'))
     .option('--seed <n>', `t-SNE seed: the same seed, the same picture (default ${DEFAULT_TSNE.seed})`, int('--seed'))
     .option('--iterations <n>', `t-SNE gradient steps (default ${DEFAULT_TSNE.iterations})`, int('--iterations', { min: 1 }))
+    .option('--data <dir>', '--tsne reads the test split from here instead of where the run trained (same layout)')
     .addOption(new Option('--backend <name>', 'tfjs engine for --tsne\'s forward pass').choices([...BACKENDS]))
     .action(async (run: string, f: PlotFlags) => {
       if (!f.tsne) {
-        const given = (['perplexity', 'seed', 'iterations'] as const).find((k) => f[k] !== undefined);
+        const given = (['perplexity', 'seed', 'iterations', 'data', 'backend'] as const).find((k) => f[k] !== undefined);
         if (given) throw errors.invalidArgument(`--${given}`, 'sets up the t-SNE, and --tsne is not given', 'add --tsne, or leave it out');
       }
       const r = await plotRun({
         run,
         tsne: f.tsne ? { perplexity: f.perplexity ?? DEFAULT_TSNE.perplexity, seed: f.seed ?? DEFAULT_TSNE.seed, iterations: f.iterations ?? DEFAULT_TSNE.iterations } : undefined,
+        data: f.data,
         backend: f.backend,
         log: (l) => process.stderr.write(`${l}\n`),
       });

@@ -21,6 +21,8 @@ export interface PlotRunOptions {
   run: string;
   /** Also the t-SNE of ECT's features of the test split (loads the best checkpoint). */
   tsne?: Partial<TsneOptions>;
+  /** The dataset folder, when it is no longer where the run trained on it (same layout). */
+  data?: string;
   backend?: BackendRequest;
   log?: (line: string) => void;
 }
@@ -88,11 +90,11 @@ export async function plotRun(o: PlotRunOptions): Promise<PlotRunResult> {
     result.curves = await writeCurves(dir, metrics, `${config.model?.variant ?? 'SLFER'}: ${metrics.length} epoch${metrics.length === 1 ? '' : 's'}`);
     log(`training curves: ${join(dir, `${CURVES_BASE}.png`)}`);
   }
-  if (o.tsne) result.tsne = await plotTsne(dir, { ...DEFAULT_TSNE, ...o.tsne }, o.backend, log);
+  if (o.tsne) result.tsne = await plotTsne(dir, { ...DEFAULT_TSNE, ...o.tsne }, o.data, o.backend, log);
   return result;
 }
 
-async function plotTsne(dir: string, t: TsneOptions, backend: BackendRequest | undefined, log: (l: string) => void): Promise<NonNullable<PlotRunResult['tsne']>> {
+async function plotTsne(dir: string, t: TsneOptions, data: string | undefined, backend: BackendRequest | undefined, log: (l: string) => void): Promise<NonNullable<PlotRunResult['tsne']>> {
   let checkpoint: string;
   try {
     checkpoint = resolveCheckpoint(dir, 'best');
@@ -104,7 +106,7 @@ async function plotTsne(dir: string, t: TsneOptions, backend: BackendRequest | u
   log(`engine: ${engine.backend} (${engine.reason})`);
   const { model, config: trained, path } = loadTrainedModel(checkpoint);
   try {
-    const config = resolveConfig(mergeConfig(trained, {}), 'plot config');
+    const config = data ? resolveConfig(mergeConfig(trained, { data: { root: data } }), 'plot config') : trained;
     // As evaluation: the ST and CT heads do not run, so no masks are needed.
     const { splits } = await prepareData({ ...config, model: { ...config.model, variant: 'baseline' } }, log);
     const pipeline = new ImagePipeline(pipelineOptionsOf(config, { withMasks: false }));
