@@ -64,6 +64,9 @@ export function curvesSpec(metrics: EpochMetrics[], title: string): TopLevelSpec
   };
 }
 
+/** The title of a run's curves, the same whether finishRun or `plot` draws them. */
+export const curvesTitle = (variant: string, dataset: string) => `${variant} on ${dataset}: training curves`;
+
 /** Writes curves.svg and curves.png into the run folder from its metrics (nothing for a run with no epoch yet). */
 export async function writeCurves(runDir: string, metrics: EpochMetrics[], title: string): Promise<{ svg: string; png: string } | undefined> {
   if (!metrics.length) return undefined;

@@ -12,7 +12,7 @@ import { RUN_FILES, type EpochMetrics } from '../train/run-files.js';
 import { prepareData } from '../train/trainer.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { ectFeatures } from './ect-features.js';
-import { CURVES_BASE, writeCurves } from './curves.js';
+import { CURVES_BASE, curvesTitle, writeCurves } from './curves.js';
 import { writeChart } from './render.js';
 import { DEFAULT_TSNE, tsne2d, tsneSpec, TSNE_BASE, type TsneOptions } from './tsne.js';
 
@@ -63,15 +63,22 @@ function readRunMetrics(dir: string): EpochMetrics[] {
     });
 }
 
-/** config.json's variant, for the title (a run folder without one still gets its curves). */
-function readRunConfig(dir: string): { model?: { variant?: string } } {
-  const file = join(dir, RUN_FILES.config);
-  if (!existsSync(file)) return {};
+/** A JSON file of the run folder, or undefined when it is absent; unreadable JSON names the folder. */
+function readRunJson<T>(dir: string, name: string): T | undefined {
+  const file = join(dir, name);
+  if (!existsSync(file)) return undefined;
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as { model?: { variant?: string } };
+    return JSON.parse(readFileSync(file, 'utf8')) as T;
   } catch (e) {
-    throw errors.runFolderInvalid(dir, `${RUN_FILES.config} is not JSON (${(e as Error).message})`);
+    throw errors.runFolderInvalid(dir, `${name} is not JSON (${(e as Error).message})`);
   }
+}
+
+/** The curves' title as finishRun writes it (report.json's variant and dataset), else what config.json says. */
+function runTitle(dir: string): string {
+  const report = readRunJson<{ variant?: string; dataset?: string }>(dir, RUN_FILES.report);
+  const config = readRunJson<{ model?: { variant?: string }; data?: { dataset?: string } }>(dir, RUN_FILES.config);
+  return curvesTitle(report?.variant ?? config?.model?.variant ?? 'SLFER', report?.dataset ?? config?.data?.dataset ?? 'its dataset');
 }
 
 /**
@@ -84,10 +91,9 @@ export async function plotRun(o: PlotRunOptions): Promise<PlotRunResult> {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw errors.runFolderInvalid(dir, 'no such folder');
   const metrics = readRunMetrics(dir);
   if (!metrics.length && !o.tsne) throw errors.runFolderInvalid(dir, `it holds no ${RUN_FILES.metrics} (or an empty one), so there are no curves to draw`);
-  const config = readRunConfig(dir);
   const result: PlotRunResult = {};
   if (metrics.length) {
-    result.curves = await writeCurves(dir, metrics, `${config.model?.variant ?? 'SLFER'}: ${metrics.length} epoch${metrics.length === 1 ? '' : 's'}`);
+    result.curves = await writeCurves(dir, metrics, runTitle(dir));
     log(`training curves: ${join(dir, `${CURVES_BASE}.png`)}`);
   }
   if (o.tsne) result.tsne = await plotTsne(dir, { ...DEFAULT_TSNE, ...o.tsne }, o.data, o.backend, log);

@@ -23,7 +23,8 @@ const symbols = (svg: string) => [...svg.matchAll(/<g class="mark-symbol role-ma
 describe('slfer-dist plot', () => {
   it('a run ends with its training curves, and `plot RUN` draws them again', async () => {
     // finishRun wrote them: proposed has total, ECT, ST and CT losses and the accuracy, 2 epochs each.
-    expect(symbols(readFileSync(join(runDir, 'curves.svg'), 'utf8'))).toBe(5 * 2);
+    const atEnd = readFileSync(join(runDir, 'curves.svg'), 'utf8');
+    expect(symbols(atEnd)).toBe(5 * 2);
     rmSync(join(runDir, 'curves.svg'));
     rmSync(join(runDir, 'curves.png'));
     const r = runCli(['plot', runDir]);
@@ -31,6 +32,8 @@ describe('slfer-dist plot', () => {
     expect(r.status).toBe(0);
     const svg = readFileSync(join(runDir, 'curves.svg'), 'utf8');
     for (const t of ['training loss', 'test accuracy (%)', 'segmentation (ST)']) expect(svg).toContain(`>${t}<`);
+    // The same figure as the run's end drew, title included.
+    expect(svg).toBe(atEnd);
     expect((await sharp(readFileSync(join(runDir, 'curves.png'))).metadata()).format).toBe('png');
   });
 
