@@ -116,12 +116,7 @@ async function plotTsne(dir: string, t: TsneOptions, data: string | undefined, b
     // As evaluation: the ST and CT heads do not run, so no masks are needed.
     const { splits } = await prepareData({ ...config, model: { ...config.model, variant: 'baseline' } }, log);
     const pipeline = new ImagePipeline(pipelineOptionsOf(config, { withMasks: false }));
-    let f;
-    try {
-      f = await ectFeatures(model, pipeline, splits.test, config.train.batchSize);
-    } finally {
-      await pipeline.close();
-    }
+    const f = await ectFeatures(model, pipeline, splits.test, config.train.batchSize).finally(() => pipeline.close());
     log(`t-SNE of ${f.rows.length} test images (${f.rows[0]?.length ?? 0}-d ECT features from ${path}), seed ${t.seed}`);
     const { points, perplexity } = tsne2d(f.rows, t);
     const file: TsneFile = {
