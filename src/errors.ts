@@ -46,6 +46,7 @@ export const ERROR_CODES = [
   'SLFER_WEIGHTS_INVALID',
   'SLFER_PARSE_METHOD_UNAVAILABLE',
   'SLFER_VARIANT_WITHOUT_ST',
+  'SLFER_RUN_FOLDER_INVALID',
   'SLFER_INTERNAL',
 ] as const;
 export type SlferErrorCode = (typeof ERROR_CODES)[number];
@@ -350,6 +351,13 @@ export const errors = {
     ),
   weightsInvalid: (file: string, key: string, problem: string) =>
     new SlferError('SLFER_WEIGHTS_INVALID', `weights file ${file}: tensor "${key}" ${problem}`, 'the file is damaged or was saved from a diverged training run: download it again'),
+  /** A folder given as a run folder (`plot RUN`) that is not one, or whose metrics.jsonl cannot be read. */
+  runFolderInvalid: (dir: string, problem: string) =>
+    new SlferError(
+      'SLFER_RUN_FOLDER_INVALID',
+      `${dir} is not a usable run folder: ${problem}`,
+      'pass the folder a `slfer-dist train` or `launch` run wrote (its --out, by default runs/<timestamp>): it holds metrics.jsonl and checkpoints/',
+    ),
   parseMethodUnavailable: (method: string, reason: string, remedy: string) =>
     new SlferError('SLFER_PARSE_METHOD_UNAVAILABLE', `parse method "${method}" is not available: ${reason}`, remedy),
   /** Something needs the segmentation head (ST) of a model trained without one (e.g. eval --masks). */

@@ -12,6 +12,8 @@ export { parse, type ParseOptions, type ParseResult } from './parse/parse.js';
 export { writePreview } from './parse/preview.js';
 export type { MaskMaker } from './parse/mask-maker.js';
 export { convertFromTorch, convertToTorch, type FromTorchOptions, type FromTorchResult, type ToTorchResult } from './train/convert.js';
+export { plotRun, type PlotRunOptions, type PlotRunResult, type TsneFile } from './plot/plot-run.js';
+export { renderChart, writeChart, type RenderedChart } from './plot/render.js';
 export { loadPretrained, type PretrainedReport } from './train/pretrained.js';
 export { readStateDict, toFloat32, type StateDict, type TorchTensor } from './torch/state-dict.js';
 export { writeStateDict } from './torch/write-torch-file.js';

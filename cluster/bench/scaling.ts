@@ -1,9 +1,10 @@
-import sharp from 'sharp';
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
+import type { TopLevelSpec } from 'vega-lite';
 import type { BackendRequest } from '../../src/engine/backend.js';
 import { errors } from '../../src/errors.js';
 import type { Variant } from '../../src/model/config.js';
+import { writeChart } from '../../src/plot/render.js';
 import { writeFileAtomic } from '../../src/util/atomic.js';
 import { compiledSibling } from '../../src/util/compiled-path.js';
 import { runRanks } from './ranks.js';
@@ -82,40 +83,27 @@ export async function benchScaling(o: BenchScalingOptions): Promise<BenchScaling
   if (o.out) {
     mkdirSync(o.out, { recursive: true });
     writeFileAtomic(join(o.out, 'scaling.json'), JSON.stringify(result, null, 2) + '\n');
-    const svg = scalingSvg(result);
-    writeFileAtomic(join(o.out, 'scaling.svg'), svg);
-    writeFileAtomic(join(o.out, 'scaling.png'), await sharp(Buffer.from(svg)).png().toBuffer());
+    await writeChart(join(o.out, 'scaling'), scalingSpec(result));
   }
   return result;
 }
 
-/** Throughput against workers, with the ideal (linear) line for reference. */
-export function scalingSvg(r: BenchScalingResult): string {
-  const W = 520;
-  const H = 360;
-  const L = 70;
-  const B = 50;
-  const maxN = Math.max(...r.rows.map((x) => x.workers));
+/** Throughput against workers, each point labelled with its img/s and efficiency, and the ideal (linear) line for reference. */
+export function scalingSpec(r: BenchScalingResult): TopLevelSpec {
   const one = r.rows[0].imagesPerSec / (r.rows[0].workers * r.rows[0].efficiency || 1);
-  const maxY = Math.max(...r.rows.map((x) => x.imagesPerSec), one * maxN) * 1.1;
-  const x = (n: number) => L + ((W - L - 60) * (n - 1)) / Math.max(1, maxN - 1);
-  const y = (v: number) => H - B - ((H - B - 40) * v) / maxY;
-  const pts = r.rows.map((p) => `${x(p.workers)},${y(p.imagesPerSec)}`).join(' ');
-  const parts = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="DejaVu Sans, Arial, sans-serif">`,
-    `<rect width="${W}" height="${H}" fill="#fff"/>`,
-    `<text x="${W / 2}" y="22" font-size="14" text-anchor="middle">SLFER ${r.variant} w${r.width} ${r.size}px, batch ${r.batch}/worker on ${r.backend}</text>`,
-    `<line x1="${L}" y1="${H - B}" x2="${W - 20}" y2="${H - B}" stroke="#000"/><line x1="${L}" y1="${H - B}" x2="${L}" y2="30" stroke="#000"/>`,
-    `<text x="${(W + L) / 2}" y="${H - 12}" font-size="12" text-anchor="middle">workers</text>`,
-    `<text x="16" y="${H / 2}" font-size="12" text-anchor="middle" transform="rotate(-90 16 ${H / 2})">training img/s</text>`,
-    `<line x1="${x(1)}" y1="${y(one)}" x2="${x(maxN)}" y2="${y(one * maxN)}" stroke="#999" stroke-dasharray="5,4"/>`,
-    `<polyline points="${pts}" fill="none" stroke="#1f6fd1" stroke-width="2"/>`,
-    ...r.rows.map(
-      (p) =>
-        `<circle cx="${x(p.workers)}" cy="${y(p.imagesPerSec)}" r="4" fill="#1f6fd1"/><text x="${x(p.workers)}" y="${y(p.imagesPerSec) - 10}" font-size="11" text-anchor="middle">${p.imagesPerSec.toFixed(1)} (${Math.round(p.efficiency * 100)}%)</text><text x="${x(p.workers)}" y="${H - B + 16}" font-size="11" text-anchor="middle">${p.workers}</text>`,
-    ),
-    `<text x="${W - 24}" y="${y(one * maxN) - 6}" font-size="11" text-anchor="end" fill="#777">linear</text>`,
-    '</svg>',
-  ];
-  return parts.join('\n');
+  const measured = r.rows.map((p) => ({ workers: p.workers, imagesPerSec: p.imagesPerSec, label: `${p.imagesPerSec.toFixed(1)} (${Math.round(p.efficiency * 100)}%)` }));
+  const linear = r.rows.map((p) => ({ workers: p.workers, imagesPerSec: one * p.workers }));
+  const x = { field: 'workers', type: 'quantitative', title: 'workers', axis: { values: r.rows.map((p) => p.workers), format: 'd' } } as const;
+  const y = { field: 'imagesPerSec', type: 'quantitative', title: 'training img/s' } as const;
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: `SLFER ${r.variant} w${r.width} ${r.size}px, batch ${r.batch}/worker on ${r.backend}`,
+    width: 400,
+    height: 260,
+    layer: [
+      { data: { name: 'linear', values: linear }, mark: { type: 'line', strokeDash: [5, 4], color: '#999999' }, encoding: { x, y } },
+      { data: { name: 'measured', values: measured }, mark: { type: 'line', point: true, color: '#1f6fd1' }, encoding: { x, y } },
+      { data: { name: 'labels', values: measured }, mark: { type: 'text', dy: -12, fontSize: 11 }, encoding: { x, y, text: { field: 'label' } } },
+    ],
+  };
 }

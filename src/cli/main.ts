@@ -25,6 +25,7 @@ import { EXIT_TERMINATED, stopOnCtrlC, terminated } from './interrupt.js';
 import { progressReporter } from './progress.js';
 import { registerParse } from './parse-command.js';
 import { int, num, numList } from './parsers.js';
+import { registerPlot } from './plot-command.js';
 
 /** configs/ ships in the package root, beside dist/ (and beside .gpu/, the GPU-machine bundle). */
 export const DEFAULT_CONFIG = join(packageRoot(import.meta.url), 'configs', 'synthetic.json');
@@ -142,7 +143,7 @@ export function buildProgram(): Command {
       try {
         const r = await train({ config, out: flags.out, resume: flags.resume, allowWorldSizeChange: flags.allowWorldSizeChange, signal: interrupt.signal, events: progressReporter() });
         printReport(r.report, join(r.runDir, 'report.json'));
-        process.stdout.write(`run folder: ${r.runDir} (metrics.jsonl, checkpoints/, confusion-matrix.png)\n`);
+        process.stdout.write(`run folder: ${r.runDir} (metrics.jsonl, checkpoints/, confusion-matrix.png, curves.png)\n`);
       } finally {
         interrupt.release();
       }
@@ -242,7 +243,7 @@ export function buildProgram(): Command {
         }
         const r = outcome.result;
         printReport(r.report, join(r.runDir, 'report.json'));
-        process.stdout.write(`run folder: ${r.runDir} (metrics.jsonl, timings.json, checkpoints/, confusion-matrix.png)\n`);
+        process.stdout.write(`run folder: ${r.runDir} (metrics.jsonl, timings.json, checkpoints/, confusion-matrix.png, curves.png)\n`);
       } finally {
         interrupt.release();
       }
@@ -293,6 +294,8 @@ export function buildProgram(): Command {
     });
 
   registerConvert(program);
+
+  registerPlot(program);
 
   const data = program.command('data').description('datasets');
   data

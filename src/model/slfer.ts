@@ -22,6 +22,8 @@ export interface SlferOutputs {
   segmentation?: tf.Tensor4D;
   /** [B, numParts] part-presence logits (CT). */
   components?: tf.Tensor2D;
+  /** [B, ch(128)] ECT's features before its classifier (ReLU of FC 128), with `ectFeatures: true` (t-SNE, Fig. 4). */
+  ectFeatures?: tf.Tensor2D;
 }
 
 const STAGES = [64, 128, 256, 512];
@@ -100,8 +102,12 @@ export class SlferModel {
     }
   }
 
-  /** Forward pass over NHWC images. `heads: 'expression'` skips ST and CT (inference). */
-  forward(images: tf.Tensor4D, ctx: ForwardContext, heads: 'all' | 'expression' = 'all'): SlferOutputs {
+  /**
+   * Forward pass over NHWC images. `heads: 'expression'` skips ST and CT (inference);
+   * `ectFeatures` also returns the activations ECT classifies (the same ops run either way, so
+   * training is unchanged).
+   */
+  forward(images: tf.Tensor4D, ctx: ForwardContext, heads: 'all' | 'expression' = 'all', o: { ectFeatures?: boolean } = {}): SlferOutputs {
     const s = this.store;
     const cbr = (name: string, x: tf.Tensor4D, stride: number, pad: number) =>
       tf.relu(batchNorm(s, `${name}.bn`, conv(s, `${name}.conv`, x, stride, pad), ctx)) as tf.Tensor4D;
@@ -115,8 +121,10 @@ export class SlferModel {
     });
     const [, , f3, f4] = features;
     const pooled = tf.mean(f4, [1, 2]) as tf.Tensor2D;
-    const expression = dense(s, 'ect.fc3', tf.relu(dense(s, 'ect.fc2', tf.relu(dense(s, 'ect.fc1', pooled)))));
+    const ect = tf.relu(dense(s, 'ect.fc2', tf.relu(dense(s, 'ect.fc1', pooled)))) as tf.Tensor2D;
+    const expression = dense(s, 'ect.fc3', ect);
     const out: SlferOutputs = { expression };
+    if (o.ectFeatures) out.ectFeatures = ect;
     if (heads === 'expression') return out;
     if (this.parts.ct) out.components = dense(s, 'ct.fc2', tf.relu(dense(s, 'ct.fc1', pooled)));
     if (this.parts.st) {

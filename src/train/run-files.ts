@@ -1,12 +1,14 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
-import { confusionMatrixPng, confusionMatrixSvg } from './confusion-plot.js';
+import { renderChart } from '../plot/render.js';
+import { confusionMatrixSpec } from './confusion-plot.js';
 import type { EvalResult } from './metrics.js';
 
 /**
  * The files a run folder holds, by name (other tools read these; keep the names):
- * config.json, metrics.jsonl, checkpoints/, report.json, confusion-matrix.{svg,png}.
+ * config.json, metrics.jsonl, checkpoints/, report.json, confusion-matrix.{svg,png}; curves.{svg,png}
+ * (src/plot/curves.ts) and, from `plot --tsne`, tsne.{svg,png,json} (src/plot/tsne.ts).
  */
 export const RUN_FILES = {
   config: 'config.json',
@@ -75,9 +77,9 @@ export function readMetrics(runDir: string): EpochMetrics[] {
 
 export async function writeReport(dir: string, report: Report, reportName: string = RUN_FILES.report): Promise<void> {
   writeFileAtomic(join(dir, reportName), JSON.stringify(report, null, 2) + '\n');
-  const svg = confusionMatrixSvg(report, `${report.variant} on ${report.dataset}: accuracy ${(report.accuracy * 100).toFixed(2)}%`);
-  writeFileAtomic(join(dir, RUN_FILES.confusionSvg), svg);
-  writeFileAtomic(join(dir, RUN_FILES.confusionPng), await confusionMatrixPng(svg));
+  const chart = await renderChart(confusionMatrixSpec(report, `${report.variant} on ${report.dataset}: accuracy ${(report.accuracy * 100).toFixed(2)}%`));
+  writeFileAtomic(join(dir, RUN_FILES.confusionSvg), chart.svg);
+  writeFileAtomic(join(dir, RUN_FILES.confusionPng), chart.png);
 }
 
 export function writeRunConfig(dir: string, config: unknown): void {

@@ -9,6 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { mergeConfig, resolveConfig, type Config, type ConfigInput } from '../config.js';
 import type { SkippedFile } from '../data/types.js';
 import { errors, isSlferError } from '../errors.js';
+import { curvesTitle, writeCurves } from '../plot/curves.js';
 import { loadCheckpoint, resolveCheckpoint } from './checkpoint.js';
 import type { EvalResult } from './metrics.js';
 import { readMetrics, RUN_FILES, writeReport, writeRunConfig, type EpochMetrics, type Report } from './run-files.js';
@@ -109,7 +110,7 @@ export class RunProgress {
   }
 }
 
-/** report.json (and the confusion matrix) from the final evaluation. */
+/** report.json (and the confusion matrix) from the final evaluation, and the training curves from metrics.jsonl. */
 export async function finishRun(
   run: OpenedRun,
   o: { evaluation: EvalResult; skipped: SkippedFile[]; backend: string; dataset: string; checkpoint: string },
@@ -129,6 +130,7 @@ export async function finishRun(
     checkpoint: o.checkpoint,
   };
   await writeReport(run.runDir, report);
+  await writeCurves(run.runDir, metrics, curvesTitle(report.variant, report.dataset));
   return { report, metrics };
 }
 

@@ -36,7 +36,7 @@ describe('slfer-dist launch', () => {
     const r = await launch({ config: tinyConfig(data.root, 40, { epochs: 2, batchSize: 4 }), workers: 2, out: join(data.base, 'two') });
     expect(r.workers).toBe(2);
     expect(r.backend).toBe('wasm');
-    for (const f of ['config.json', 'metrics.jsonl', 'report.json', 'timings.json', 'confusion-matrix.png']) expect(existsSync(join(r.runDir, f)), f).toBe(true);
+    for (const f of ['config.json', 'metrics.jsonl', 'report.json', 'timings.json', 'confusion-matrix.png', 'curves.png', 'curves.svg']) expect(existsSync(join(r.runDir, f)), f).toBe(true);
     expect(r.metrics.map((m) => [m.epoch, m.workers])).toEqual([
       [1, 2],
       [2, 2],
