@@ -7,6 +7,8 @@ import { RUN_FILES, type Report } from '../train/run-files.js';
 import { train, type TrainEvents } from '../train/trainer.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { planRows, type ExperimentKind, type PlanOptions, type Row } from './plan.js';
+import { writeChart } from '../plot/render.js';
+import { resultsSpec } from './results-chart.js';
 import { summarise, writeResults, type ExperimentResults } from './results.js';
 
 export interface ExperimentOptions {
@@ -67,7 +69,8 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   }
   const results = summarise(o.kind, rows, seeds, base, (row, seed) => readReport(join(out, row.dir, `seed-${seed}`)), (Date.now() - t0) / 1000);
   writeResults(out, results);
-  log(`wrote ${join(out, 'results.md')} and results.json`);
+  await writeChart(join(out, 'results'), resultsSpec(results));
+  log(`wrote ${join(out, 'results.md')}, results.json and results.png/svg`);
   return results;
 }
 

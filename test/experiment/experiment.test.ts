@@ -36,6 +36,11 @@ describe('slfer-dist experiment', () => {
     expect(md).toMatch(/\| proposed \| \d+\.\d\d ± \d+\.\d\d \| \d+\.\d\d ± \d+\.\d\d \| 88\.33 \| 59\.86 \|/);
     expect(md).toMatch(/\| baseline \| .* \| 86\.93 \| 52\.98 \|/);
     expect(first.stdout).toContain('# Experiment table1');
+    // The bar chart: a bar per variant, the paper's RAF-DB value as a tick.
+    const svg = readFileSync(join(out, 'results.svg'), 'utf8');
+    for (const v of ['baseline', 'ct_st', 'proposed']) expect(svg).toContain(`>${v}<`);
+    expect(svg).toContain('test accuracy (%)');
+    expect(existsSync(join(out, 'results.png'))).toBe(true);
 
     // A half-finished run: its checkpoint stays, its report goes. The rest are kept untouched.
     const kept = join(out, 'ct', 'seed-11', 'report.json');
