@@ -17,6 +17,7 @@ import { registerBenchAllReduce } from '../../cluster/bench/cli.js';
 import { benchTrain } from '../train/bench-train.js';
 import { packageRoot } from '../util/package-root.js';
 import { registerConvert } from './convert-command.js';
+import { registerExport } from './export-command.js';
 import { registerKeygen } from './keygen-command.js';
 import { EXIT_TERMINATED, stopOnCtrlC, terminated } from './interrupt.js';
 import { progressReporter } from './progress.js';
@@ -250,6 +251,8 @@ export function buildProgram(): Command {
     });
 
   registerConvert(program);
+
+  registerExport(program);
 
   const data = program.command('data').description('datasets');
   data
