@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { Config } from '../config.js';
+import { PART_COLOURS } from '../data/label-colours.js';
 import { EXPRESSIONS, PART_CLASSES } from '../data/labels.js';
 import { ImagePipeline } from '../data/pipeline.js';
 import { selectBackend, type BackendRequest } from '../engine/backend.js';
@@ -44,6 +45,8 @@ export interface Sidecar {
   classNames: string[];
   segmentation: boolean;
   partClassNames?: string[];
+  /** RGB per part, the colours eval --masks draws them in. */
+  partColours?: [number, number, number][];
   quantization: Quantization | 'none';
   weightBytes: number;
   checkpoint: { path: string; epoch: number; tensorsSha256: string; manifestSha256: string };
@@ -122,7 +125,7 @@ export async function exportWebModel(o: ExportOptions): Promise<ExportResult> {
     ],
     classNames: [...EXPRESSIONS],
     segmentation: seg,
-    ...(seg ? { partClassNames: [...PART_CLASSES] } : {}),
+    ...(seg ? { partClassNames: [...PART_CLASSES], partColours: PART_COLOURS.map((c) => [c[0], c[1], c[2]] as [number, number, number]) } : {}),
     quantization: o.quantize ?? 'none',
     weightBytes,
     checkpoint: { path, epoch, tensorsSha256: manifest.sha256, manifestSha256: await sha256File(manifestFile) },
