@@ -63,6 +63,8 @@ export interface ExportOptions {
   /** Also evaluate the exported model on the checkpoint's test split at float32, float16 and uint8. */
   accuracy?: boolean;
   backend?: BackendRequest;
+  /** Weight shard size (default tfjs's 4 MiB). */
+  shardBytes?: number;
   log?: (line: string) => void;
 }
 
@@ -92,7 +94,7 @@ export async function exportWebModel(o: ExportOptions): Promise<ExportResult> {
   const dir = resolve(o.out);
   const chosen = quantizedArtifacts(artifacts, o.quantize);
   const testAccuracy = o.accuracy ? await measureAccuracy(config, artifacts, log) : undefined;
-  const { files, weightBytes } = writeModelFiles(dir, chosen);
+  const { files, weightBytes } = writeModelFiles(dir, chosen, o.shardBytes);
   const manifestFile = join(path, 'manifest.json');
   const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as { sha256: string };
   const S = config.model.inputSize;

@@ -35,12 +35,16 @@ export function quantizedArtifacts(a: tf.io.ModelArtifacts, how: Quantization | 
  * reader never sees a model.json whose shards are missing. Shards of an earlier export that this
  * one does not name are removed afterwards.
  */
-export function writeModelFiles(dir: string, a: { modelTopology: object; specs: tf.io.WeightsManifestEntry[]; data: Uint8Array }): { files: string[]; weightBytes: number } {
-  const n = Math.max(1, Math.ceil(a.data.length / SHARD_BYTES));
+export function writeModelFiles(
+  dir: string,
+  a: { modelTopology: object; specs: tf.io.WeightsManifestEntry[]; data: Uint8Array },
+  shardBytes = SHARD_BYTES,
+): { files: string[]; weightBytes: number } {
+  const n = Math.max(1, Math.ceil(a.data.length / shardBytes));
   const paths: string[] = [];
   for (let i = 0; i < n; i++) {
     const name = `group1-shard${i + 1}of${n}.bin`;
-    writeFileAtomic(join(dir, name), a.data.subarray(i * SHARD_BYTES, Math.min(a.data.length, (i + 1) * SHARD_BYTES)));
+    writeFileAtomic(join(dir, name), a.data.subarray(i * shardBytes, Math.min(a.data.length, (i + 1) * shardBytes)));
     paths.push(name);
   }
   const json: tf.io.ModelJSON = {

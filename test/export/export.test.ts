@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -126,6 +126,35 @@ describe('slfer-dist export', () => {
     expect(maxAbs(await probsOf(dirs.u8))).toBeLessThan(0.2);
     x.dispose();
   }, 120_000);
+
+  it('weights split over several shards load back to the same probabilities; a re-export into the folder removes shards it no longer names', async () => {
+    const out = join(data.base, 'web-sharded');
+    await exportWebModel({ checkpoint: run, out, backend: 'wasm', shardBytes: 20_000 });
+    const shards = readdirSync(out).filter((f) => f.endsWith('.bin'));
+    expect(shards.length).toBeGreaterThan(3);
+    expect(shards).toContain(`group1-shard1of${shards.length}.bin`);
+    const x = await inputs(images);
+    const sharded = await tf.loadLayersModel(fileModelHandler(out));
+    const whole = await tf.loadLayersModel(fileModelHandler(join(data.base, 'web')));
+    const a = sharded.predict(x) as tf.Tensor;
+    const [b] = whole.predict(x) as tf.Tensor[];
+    expect(Array.from(await a.data())).toEqual(Array.from(await b.data()));
+    tf.dispose([x, a, b]);
+    sharded.dispose();
+    whole.dispose();
+    await exportWebModel({ checkpoint: run, out, backend: 'wasm' });
+    expect(readdirSync(out).filter((f) => f.endsWith('.bin'))).toEqual(['group1-shard1of1.bin']);
+  }, 60_000);
+
+  it('--with-segmentation of a variant without ST is SLFER_VARIANT_WITHOUT_ST, and writes nothing', async () => {
+    const baseline = (await train({ config: tinyConfig(data.root, SIDE, { epochs: 1, variant: 'baseline' }), out: join(data.base, 'baseline') })).runDir;
+    const out = join(data.base, 'web-baseline');
+    const r = runCli(['export', '--checkpoint', baseline, '--out', out, '--with-segmentation']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('error SLFER_VARIANT_WITHOUT_ST');
+    expect(r.stderr).toContain('--with-segmentation');
+    expect(existsSync(out)).toBe(false);
+  }, 60_000);
 
   it('loading a folder without model.json is SLFER_WEB_MODEL_INVALID', async () => {
     const bad = await tf.loadLayersModel(fileModelHandler(data.base)).catch((e: unknown) => e);
