@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
@@ -54,7 +54,9 @@ export function fileInside(root: string, rel: string): string | undefined {
   const file = resolve(base, `.${sep}${rel}`);
   if (!file.startsWith(base + sep)) return undefined;
   try {
-    return statSync(file).isFile() ? file : undefined;
+    // A symlink inside the folder must not lead out of it either.
+    const real = realpathSync(file);
+    return real.startsWith(realpathSync(base) + sep) && statSync(real).isFile() ? real : undefined;
   } catch {
     return undefined;
   }
