@@ -1,4 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
+import { errors } from '../errors.js';
 
 export const QUANTIZATIONS = ['float16', 'uint8'] as const;
 export type Quantization = (typeof QUANTIZATIONS)[number];
@@ -15,7 +16,7 @@ export function quantizeWeights(specs: tf.io.WeightsManifestEntry[], data: Array
   let offset = 0;
   for (const spec of specs) {
     const n = spec.shape.reduce((a, b) => a * b, 1);
-    if (spec.dtype !== 'float32' || spec.quantization) throw new Error(`weight ${spec.name}: cannot quantise a ${spec.dtype} tensor`);
+    if (spec.dtype !== 'float32' || spec.quantization) throw errors.internal(`weight ${spec.name}: cannot quantise a ${spec.dtype}${spec.quantization ? ', already quantised,' : ''} tensor`);
     const values = new Float32Array(data, offset, n);
     offset += 4 * n;
     if (how === 'float16') {

@@ -54,7 +54,7 @@ function get(path: string, method = 'GET'): Promise<{ status: number; type: stri
 }
 
 describe('slfer-dist serve', () => {
-  it('binds 127.0.0.1 on a free port and serves the page, tfjs bundles and the model with correct MIME types', async () => {
+  it('binds 127.0.0.1 on a free port and serves the page, tfjs bundles and the model with correct MIME types; a taken port is SLFER_INVALID_ARGUMENT', async () => {
     expect((server.server.address() as AddressInfo).address).toBe('127.0.0.1');
     expect(server.url).toBe(`http://127.0.0.1:${server.port}/`);
     const want: [string, string][] = [
@@ -74,6 +74,9 @@ describe('slfer-dist serve', () => {
     }
     expect((await get('/')).body).toContain('<script type="module" src="/app.js">');
     expect((await get('/', 'POST')).status).toBe(405);
+    const taken = await serve({ model: modelDir, port: server.port }).catch((e: unknown) => e);
+    expect((taken as { code?: string }).code).toBe('SLFER_INVALID_ARGUMENT');
+    expect(String(taken)).toContain(`port ${server.port}`);
   });
 
   it('refuses directory traversal: no file outside the page, the model folder and the named tfjs files', async () => {
