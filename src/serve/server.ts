@@ -36,8 +36,10 @@ function vendorFiles(): Map<string, string> {
   const require = createRequire(import.meta.url);
   const tfjs = join(dirname(require.resolve('@tensorflow/tfjs/package.json')), 'dist');
   const wasm = join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
+  const webgpu = join(dirname(require.resolve('@tensorflow/tfjs-backend-webgpu/package.json')), 'dist');
   return new Map([
     ['tf.min.js', join(tfjs, 'tf.min.js')],
+    ['tf-backend-webgpu.min.js', join(webgpu, 'tf-backend-webgpu.min.js')],
     ['tf-backend-wasm.min.js', join(wasm, 'tf-backend-wasm.min.js')],
     ...['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm'].map((f) => [f, join(wasm, f)] as [string, string]),
   ]);

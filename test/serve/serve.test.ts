@@ -63,6 +63,7 @@ describe('slfer-dist serve', () => {
       ['/style.css', 'text/css; charset=utf-8'],
       ['/vendor/tf.min.js', 'text/javascript; charset=utf-8'],
       ['/vendor/tf-backend-wasm.min.js', 'text/javascript; charset=utf-8'],
+      ['/vendor/tf-backend-webgpu.min.js', 'text/javascript; charset=utf-8'],
       ['/vendor/tfjs-backend-wasm-simd.wasm', 'application/wasm'],
       ['/model/model.json', 'application/json; charset=utf-8'],
       ['/model/slfer-model.json', 'application/json; charset=utf-8'],

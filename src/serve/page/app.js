@@ -10,8 +10,8 @@ let model;
 let sidecar;
 
 async function useBackend(name) {
-  // tfjs falls back by itself when a backend fails to start; say which one actually runs.
-  if (!(await tf.setBackend(name))) throw new Error(`backend ${name} is not available in this browser`);
+  // setBackend answers false when a backend cannot start here (webgpu without navigator.gpu, ...).
+  if (!(await tf.setBackend(name).catch(() => false))) throw new Error(`backend ${name} is not available in this browser`);
   await tf.ready();
   document.body.dataset.backend = tf.getBackend();
 }
