@@ -47,6 +47,7 @@ export const ERROR_CODES = [
   'SLFER_PARSE_METHOD_UNAVAILABLE',
   'SLFER_VARIANT_WITHOUT_ST',
   'SLFER_RUN_FOLDER_INVALID',
+  'SLFER_WEB_MODEL_INVALID',
   'SLFER_INTERNAL',
 ] as const;
 export type SlferErrorCode = (typeof ERROR_CODES)[number];
@@ -367,4 +368,7 @@ export const errors = {
       `${what} needs the segmentation head (ST), and checkpoint ${checkpoint} is of variant "${variant}", which has none`,
       `use a checkpoint of a variant with ST (${withSt.join(', ')}; train one with --variant proposed), or leave ${what} out`,
     ),
+  /** A folder that should hold an exported web model (`slfer-dist export`) does not. */
+  webModelInvalid: (dir: string, problem: string) =>
+    new SlferError('SLFER_WEB_MODEL_INVALID', `${dir} is not a usable exported model: ${problem}`, 'export one there first: slfer-dist export --checkpoint RUN --out DIR'),
 };

@@ -20,6 +20,8 @@ import { registerBenchAllReduce } from '../../cluster/bench/cli.js';
 import { benchTrain } from '../train/bench-train.js';
 import { packageRoot } from '../util/package-root.js';
 import { registerConvert } from './convert-command.js';
+import { registerExport } from './export-command.js';
+import { registerServe } from './serve-command.js';
 import { registerKeygen } from './keygen-command.js';
 import { EXIT_TERMINATED, stopOnCtrlC, terminated } from './interrupt.js';
 import { progressReporter } from './progress.js';
@@ -296,6 +298,10 @@ export function buildProgram(): Command {
   registerConvert(program);
 
   registerPlot(program);
+
+  registerExport(program);
+
+  registerServe(program);
 
   const data = program.command('data').description('datasets');
   data
