@@ -1,10 +1,10 @@
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { DatasetSplits, SkippedFile } from '../src/data/types.js';
 import { errors, fromWire, isSlferError, SlferError } from '../src/errors.js';
 import { variantParts } from '../src/model/config.js';
 import { learningRate } from '../src/train/adam.js';
-import { loadCheckpoint } from '../src/train/checkpoint.js';
+import { loadCheckpoint, parseCheckpointName } from '../src/train/checkpoint.js';
 import { ConfusionMatrix, type EvalResult } from '../src/train/metrics.js';
 import { appendMetrics, type EpochMetrics, type Report } from '../src/train/run-files.js';
 import { finishRun, openRun, RunProgress, type OpenedRun, type RunOptions } from '../src/train/run-lifecycle.js';
@@ -240,7 +240,10 @@ async function runAttempt(ctx: AttemptContext): Promise<LaunchResult> {
   const wireConfig = JSON.parse(JSON.stringify(config)) as unknown;
   // A mid-epoch checkpoint holds every rank's BN statistics and epoch sums; it is on this machine
   // only, so each rank is sent its own share (rank 0 reads the rest from the file itself).
-  const resumedState = resumeFrom ? loadCheckpoint(resumeFrom) : undefined;
+  // Its name says which kind it is: an end-of-epoch one (the usual case) is not read here at all.
+  const named = resumeFrom ? parseCheckpointName(basename(resumeFrom)) : undefined;
+  const mayBeMidEpoch = resumeFrom !== undefined && (named === undefined || named.stepInEpoch !== undefined);
+  const resumedState = mayBeMidEpoch ? (run.resumed?.path === resumeFrom ? run.resumed : loadCheckpoint(resumeFrom)) : undefined;
   const midEpoch = resumedState?.stepInEpoch !== undefined ? resumedState : undefined;
   if (midEpoch && midEpoch.ranks?.length !== worldSize) throw errors.checkpointWorldSize(resumeFrom!, midEpoch.epoch, midEpoch.stepInEpoch!, midEpoch.ranks?.length ?? 0, worldSize);
   const stale = new Set<string>();

@@ -1,16 +1,10 @@
 import { Command, Option } from 'commander';
-import { BACKENDS, type BackendRequest } from '../engine/backend.js';
-import { exportWebModel } from '../export/export.js';
-import { QUANTIZATIONS, type Quantization } from '../export/quantize.js';
+import { BACKENDS } from '../engine/backend.js';
+import { exportWebModel, type ExportOptions } from '../export/export.js';
+import { QUANTIZATIONS } from '../export/quantize.js';
 
-interface ExportFlags {
-  checkpoint: string;
-  out: string;
-  withSegmentation?: boolean;
-  quantize?: Quantization;
-  accuracy?: boolean;
-  backend?: BackendRequest;
-}
+/** The flags are export's options, as commander names them. */
+type ExportFlags = Omit<ExportOptions, 'shardBytes' | 'log'>;
 
 const pct = (x: number | undefined) => (x === undefined ? 'n/a' : `${(x * 100).toFixed(2)}%`);
 
