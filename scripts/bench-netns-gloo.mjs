@@ -10,11 +10,11 @@
 // also measures the same all-reduce with both ranks on loopback in the host namespace, in the same
 // run, for a ratio on a noisy shared machine.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { cpuModel } from './lib/cpu-model.mjs';
 import { IFNAME, namespacesAvailable, twoNodes } from './lib/two-nodes.mjs';
 
 const { values: o } = parseArgs({
@@ -37,15 +37,6 @@ function parse(line) {
   return { world: +m[1], bytes: +m[2], msPerAllreduce: +m[3], algBwGBs: +m[4], busBwGBs: +m[5] };
 }
 
-function cpuModel() {
-  try {
-    const m = /^Model name:\s*(.+)$/m.exec(execFileSync('lscpu', { encoding: 'utf8' }));
-    if (m) return m[1].trim();
-  } catch {
-    /* no lscpu: /proc/cpuinfo says the same */
-  }
-  return /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1].trim() ?? 'unknown';
-}
 
 const avail = namespacesAvailable();
 if (!avail.ok) {

@@ -30,6 +30,7 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { cpuModel } from './lib/cpu-model.mjs';
 import { IFNAME, namespacesAvailable, twoNodes } from './lib/two-nodes.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -84,15 +85,6 @@ if (!existsSync(join(ROOT, 'dist', 'cluster', 'collective', 'ring.js'))) {
 }
 const { RING_EXEC_ARGV, ringProcessEnv } = await import(join(ROOT, 'dist', 'cluster', 'collective', 'process-setup.js'));
 
-function cpuModel() {
-  try {
-    const m = /^Model name:\s*(.+)$/m.exec(execFileSync('lscpu', { encoding: 'utf8' }));
-    if (m) return m[1].trim();
-  } catch {
-    /* no lscpu */
-  }
-  return /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1].trim() ?? 'unknown';
-}
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
